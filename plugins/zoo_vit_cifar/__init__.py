@@ -1,0 +1,82 @@
+"""Built-in plugin: the from-scratch ViT trained on CIFAR-10 (`vit-cifar`), and `zoo train`."""
+
+import json
+from pathlib import Path
+
+import click
+
+import zoo
+
+PLUGIN = "vit_cifar"
+
+
+def load(record, weights, *, device=None, dtype=None, **overrides):
+    """A ViT from a record; a training output directory's config.json overrides the record's."""
+    from zoo.labels import resolve_labels
+    from zoo.records import parse_record
+    from zoo.vision import ImageModel
+    from zoo.weights import load_state_dict
+
+    from .vit import ViT
+
+    if weights is None:
+        raise zoo.MissingWeights(f"Model {record.name!r} has no weights source; pass weights=DIR.")
+    config_file = Path(weights) / "config.json" if Path(weights).is_dir() else None
+    config = json.loads(config_file.read_text()) if config_file and config_file.exists() else {}
+    runtime = {k: overrides.pop(k) for k in ("batch_size", "workers", "compile") if k in overrides}
+    module = ViT(**{**record.model_args, **config.get("model_args", {}), **overrides})
+    module.load_state_dict(load_state_dict(weights))
+    preprocess = record.preprocess
+    if "preprocess" in config:
+        preprocess = parse_record({"name": record.name, "plugin": PLUGIN, "architecture": "vit",
+                                   "preprocess": config["preprocess"]}, source=str(config_file)).preprocess
+    labels = config.get("labels") or resolve_labels(record.labels)
+    return ImageModel(record, module, labels=labels, preprocess=preprocess, device=device, dtype=dtype, **runtime)
+
+
+@zoo.hookimpl
+def register_loaders(register):
+    register(PLUGIN, load)
+
+
+@zoo.hookimpl
+def register_commands(cli):
+    from .train import PRESETS
+
+    @cli.command()
+    @click.argument("name", type=click.Choice(["vit-cifar"]))
+    @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu", show_default=True)
+    @click.option("--data-root", type=click.Path(), required=True, help="Folder with cifar-10-batches-py/.")
+    @click.option("--out", type=click.Path(), default=None, help="Output folder [runs/NAME-PRESET].")
+    @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
+    @click.option("--batch-size", type=int, default=None, help="Global batch size (over all processes).")
+    @click.option("--lr", type=float, default=None)
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present]")
+    @click.option("--limit", type=int, default=None, help="Use only the first N training images.")
+    @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images.")
+    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+    @click.option("--register", "register_as", default=None, help="Register the result under this model name.")
+    def train(name, preset, data_root, out, epochs, batch_size, lr, seed, device, limit, test_limit, resume,
+              register_as):
+        """Train NAME on CIFAR-10 from scratch (multi-GPU: torchrun --nproc_per_node N -m zoo train ...)."""
+        from .train import train as run
+
+        out = Path(out or f"runs/{name}-{preset}")
+        try:
+            metrics = run(preset, data_root=data_root, out=out, seed=seed, resume=resume, device=device,
+                          limit=limit, test_limit=test_limit, epochs=epochs, batch_size=batch_size, lr=lr)
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+        if metrics is None:
+            return  # a non-zero rank under torchrun
+        click.echo(f"{name} ({preset}): test top-1 {metrics['test_top1']:.4f}, top-5 {metrics['test_top5']:.4f}, "
+                   f"{metrics['train_time_s']:.0f} s. Saved to {out}")
+        if register_as:
+            path = zoo.registry.save_user_record({
+                "name": register_as, "plugin": PLUGIN, "architecture": "vit", "weights": {"path": str(out.resolve())},
+                "labels": "cifar10", "tasks": ["classify", "embed"],
+                "metrics": {"cifar10_top1": metrics["test_top1"], "cifar10_top5": metrics["test_top5"]},
+                "description": f"ViT trained with 'zoo train {name} --preset {preset}'",
+            })
+            click.echo(f"Registered {register_as!r} in {path}")

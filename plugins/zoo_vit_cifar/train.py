@@ -1,0 +1,385 @@
+"""Train the ViT on CIFAR-10: tensors on the device, no per-image DataLoader, exact resume, DDP."""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from zoo.datasets import cifar_batches
+from zoo.errors import ZooError
+from zoo.files import atomic_path, write_text
+from zoo.labels import CIFAR10
+
+from .vit import ViT
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: dict
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str = "adamw"  # adam | adamw
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.0
+    schedule: str = "cosine"  # cosine | constant
+    label_smoothing: float = 0.0
+    crop: bool = False  # random crop with 4-pixel reflect padding
+    flip: bool = False
+    randaugment: int = 0  # number of ops; 0 = off
+    mixup: float = 0.0  # Beta alpha; 0 = off
+    cutmix: float = 0.0
+    mean: tuple = CIFAR_MEAN
+    std: tuple = CIFAR_STD
+    bf16: bool = True  # autocast on CUDA only
+    compile: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    # The original recipe, exactly: ViT(patch 4, dim 128, depth 6, 8 heads, MLP 512, dropout 0.1),
+    # Adam 3e-4, batch 64, 10 epochs, Resize(32) + Normalize(0.5, 0.5), fp32.
+    "seed": Recipe(
+        model=dict(patch_size=4, dim=128, depth=6, heads=8, dim_head=64, mlp_ratio=4.0, dropout=0.1, emb_dropout=0.1),
+        epochs=10, batch_size=64, lr=3e-4, optimizer="adam", weight_decay=0.0, schedule="constant",
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), bf16=False,
+    ),
+    # Lee et al. 2021 ("ViT for small-size datasets") sizes and regularisation, with the fast-training
+    # habits: whole dataset on the GPU, batched augmentation, bf16, large batches, torch.compile.
+    "best": Recipe(
+        model=dict(patch_size=4, dim=256, depth=9, heads=8, dim_head=32, mlp_ratio=2.0, dropout=0.0,
+                   emb_dropout=0.0, drop_path=0.1, pool="cls"),
+        epochs=200, batch_size=512, lr=2e-3, weight_decay=0.05, warmup_epochs=10, label_smoothing=0.1,
+        crop=True, flip=True, randaugment=2, mixup=0.8, cutmix=1.0, compile=True,
+    ),
+    # Sized for two CPU cores: a small, shallow ViT with light augmentation that learns in minutes.
+    "cpu": Recipe(
+        model=dict(patch_size=4, dim=128, depth=4, heads=4, dim_head=32, mlp_ratio=2.0, dropout=0.0,
+                   emb_dropout=0.0, drop_path=0.05, pool="mean"),
+        epochs=15, batch_size=256, lr=2e-3, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1,
+        crop=True, flip=True, bf16=False,
+    ),
+}
+
+
+# -- distributed -------------------------------------------------------------------------------
+
+
+def setup_distributed(device):
+    """(rank, world, device) from torchrun's environment; a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and (device or "cuda").startswith("cuda")
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local)
+    return rank, world, torch.device(f"cuda:{local}" if use_cuda else "cpu")
+
+
+# -- augmentation on batches of uint8 tensors ----------------------------------------------------
+
+
+def random_crop(x, gen, pad=4):
+    n, _, h, w = x.shape
+    padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n 1 h 1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n 1 1 w
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def random_flip(x, gen):
+    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)[:, None, None, None]
+    return torch.where(flip, x.flip(3), x)
+
+
+def rand_augment(x, ops, chunk=32):
+    """torchvision's RandAugment, with a fresh op draw for every chunk of the batch."""
+    from torchvision.transforms import v2
+
+    augment = v2.RandAugment(num_ops=ops)
+    return torch.cat([augment(part) for part in x.split(chunk)])
+
+
+def mix(x, y_soft, recipe, rng):
+    """Mixup or CutMix (one of them per batch, as timm does) with the batch reversed as partner."""
+    if not (recipe.mixup or recipe.cutmix):
+        return x, y_soft
+    use_cutmix = recipe.cutmix and (not recipe.mixup or rng.random() < 0.5)
+    lam = float(rng.beta(recipe.cutmix, recipe.cutmix) if use_cutmix else rng.beta(recipe.mixup, recipe.mixup))
+    if use_cutmix:
+        h, w = x.shape[-2:]
+        cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = rng.integers(h), rng.integers(w)
+        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+        x = x.clone()
+        x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    else:
+        x = x * lam + x.flip(0) * (1 - lam)
+    return x, y_soft * lam + y_soft.flip(0) * (1 - lam)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def unwrap(model):
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def save_checkpoint(path, model, optimizer, state):
+    """Model, optimizer and loop position in one safetensors file, written atomically."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, values in opt["state"].items():
+        for key, value in values.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).cpu().contiguous()
+    meta = {"state": json.dumps(state), "param_groups": json.dumps(opt["param_groups"])}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_checkpoint(path, model, optimizer):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    unwrap(model).load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            opt_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
+    return json.loads(meta["state"])
+
+
+def save_model(out, model, recipe, history, preset):
+    """The loadable result: model.safetensors + config.json (architecture, labels, preprocessing)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    config = {
+        "architecture": "vit",
+        "model_args": {"image_size": 32, "num_classes": 10, **recipe.model},
+        "labels": list(CIFAR10),
+        "preprocess": {"input_size": [3, 32, 32], "mean": list(recipe.mean), "std": list(recipe.std),
+                       "interpolation": "bicubic", "crop_pct": 1.0},
+        "preset": preset,
+        "test_top1": history[-1]["test_top1"] if history else None,
+    }
+    write_text(out / "config.json", json.dumps(config, indent=2))
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+
+def lr_at(step, total, recipe, steps_per_epoch):
+    warmup = recipe.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return recipe.lr * (step + 1) / warmup
+    if recipe.schedule == "constant":
+        return recipe.lr
+    progress = (step - warmup) / max(1, total - warmup)
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model, recipe):
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    # No weight decay on norms, biases, the CLS token and position embeddings.
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embedding" not in n and "cls_token" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not any(p is q for q in decay)]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.lr)
+
+
+@torch.inference_mode()
+def evaluate(model, images, labels, mean, std, autocast, batch_size=1000):
+    """(top-1, top-5) accuracy of a model on uint8 NCHW images."""
+    model.eval()
+    top1 = top5 = 0
+    for start in range(0, len(images), batch_size):
+        x = (images[start:start + batch_size].float() / 255 - mean) / std
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x).float()
+        y = labels[start:start + batch_size]
+        best = logits.topk(5, dim=1).indices
+        top1 += (best[:, 0] == y).sum().item()
+        top5 += (best == y[:, None]).any(dim=1).sum().item()
+    return top1 / len(images), top5 / len(images)
+
+
+def load_cifar(data_root, device, limit=None, test_limit=None):
+    def tensors(split, n):
+        images, labels = cifar_batches(data_root, split)
+        images, labels = images[:n], labels[:n]
+        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device), torch.tensor(labels, device=device)
+
+    return tensors("train", limit), tensors("test", test_limit)
+
+
+def train(preset="cpu", *, data_root, out, seed=0, resume=False, device=None, limit=None, test_limit=None,
+          progress=True, **overrides):
+    """Train a preset (overrides: epochs, batch_size, lr, ...); returns the metrics dict."""
+    if preset not in PRESETS:
+        raise ZooError(f"Unknown preset {preset!r}; presets: {', '.join(PRESETS)}.")
+    recipe = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    out = Path(out)
+    rank, world, device = setup_distributed(device)
+    if recipe.batch_size % world:
+        raise ZooError(f"--batch-size {recipe.batch_size} must divide evenly over {world} processes.")
+    local_batch = recipe.batch_size // world
+    cuda = device.type == "cuda"
+    autocast = cuda and recipe.bf16
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    (train_x, train_y), (test_x, test_y) = load_cifar(data_root, device, limit, test_limit)
+    mean = torch.tensor(recipe.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(recipe.std, device=device).view(1, 3, 1, 1)
+    steps_per_epoch = len(train_x) // recipe.batch_size
+    if steps_per_epoch == 0:
+        raise ZooError(f"{len(train_x)} training images are fewer than one batch of {recipe.batch_size}.")
+    total_steps = steps_per_epoch * recipe.epochs
+
+    torch.manual_seed(seed)
+    model = ViT(image_size=32, num_classes=10, **recipe.model).to(device)
+    optimizer = make_optimizer(model, recipe)
+    state = {"epoch": 0, "step": 0, "history": [], "elapsed": 0.0, "seed": seed, "preset": preset,
+             "recipe": json.loads(json.dumps(asdict(recipe)))}
+    checkpoint = out / "checkpoint.safetensors"
+    if resume:
+        if not checkpoint.exists():
+            raise ZooError(f"--resume: no checkpoint at {checkpoint}; start without --resume.")
+        state = load_checkpoint(checkpoint, model, optimizer)
+        if state["recipe"] != json.loads(json.dumps(asdict(recipe))) or state["seed"] != seed:
+            raise ZooError(f"--resume: {checkpoint} was made with other settings; pass the same preset, options and seed.")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if recipe.compile:
+        net = torch.compile(net)
+
+    out.mkdir(parents=True, exist_ok=True)
+    is_main = rank == 0
+    try:
+        while state["epoch"] < recipe.epochs:
+            epoch = state["epoch"]
+            perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+            bar = _progress(steps_per_epoch, state["step"], epoch, recipe.epochs, progress and is_main)
+            net.train()
+            started, seen, losses = time.perf_counter(), 0, []
+            for step in range(state["step"], steps_per_epoch):
+                # Every random draw of a step derives from (seed, epoch, step): resuming anywhere is exact.
+                rng = np.random.default_rng([seed, epoch, step, rank])
+                gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+                torch.manual_seed(int(rng.integers(2**62)))  # dropout, stochastic depth, RandAugment
+                index = perm[step * recipe.batch_size:(step + 1) * recipe.batch_size][rank::world].to(device)
+                x, y = train_x[index], train_y[index]
+                if recipe.crop:
+                    x = random_crop(x, gen)
+                if recipe.flip:
+                    x = random_flip(x, gen)
+                if recipe.randaugment:
+                    x = rand_augment(x, recipe.randaugment)
+                x = (x.float() / 255 - mean) / std
+                y_soft = F.one_hot(y, 10).float() * (1 - recipe.label_smoothing) + recipe.label_smoothing / 10
+                x, y_soft = mix(x, y_soft, recipe, rng)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, recipe, steps_per_epoch)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss = torch.sum(-y_soft * F.log_softmax(net(x).float(), dim=-1), dim=-1).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                state["step"] = step + 1
+                losses.append(loss.item())
+                seen += local_batch * world
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+            bar.close()
+            state["elapsed"] += time.perf_counter() - started
+            top1, top5 = evaluate(unwrap(net), test_x, test_y, mean, std, autocast)
+            state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                                     "test_top1": top1, "test_top5": top5, "elapsed_s": round(state["elapsed"], 2)})
+            state["epoch"], state["step"] = epoch + 1, 0
+            if is_main:
+                save_checkpoint(checkpoint, model, optimizer, state)
+                save_model(out, model, recipe, state["history"], preset)
+                _write_metrics(out, state, world, device)
+                if progress:
+                    print(f"epoch {epoch + 1}/{recipe.epochs}: loss {state['history'][-1]['train_loss']:.4f}, "
+                          f"test top-1 {top1:.4f}, {state['elapsed']:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        if is_main:
+            save_checkpoint(checkpoint, model, optimizer, state)
+            print(f"\nInterrupted: resumable checkpoint in {checkpoint} (epoch {state['epoch']}, step "
+                  f"{state['step']}). Continue with --resume.", flush=True)
+        raise
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    if not is_main:
+        return None
+    _plot(out, state["history"])
+    return _metrics(state, world, device)
+
+
+def _progress(total, initial, epoch, epochs, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, leave=False)
+
+
+def _metrics(state, world, device):
+    last = state["history"][-1] if state["history"] else {}
+    return {"preset": state["preset"], "seed": state["seed"], "recipe": state["recipe"], "epochs": state["history"],
+            "test_top1": last.get("test_top1"), "test_top5": last.get("test_top5"),
+            "train_time_s": round(state["elapsed"], 2), "processes": world, "device": str(device),
+            "torch": torch.__version__}
+
+
+def _write_metrics(out, state, world, device):
+    write_text(out / "metrics.json", json.dumps(_metrics(state, world, device), indent=2))
+
+
+def _plot(out, history):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no training-curve PNG (pip install 'zoo[plot]').")
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, loss_ax = plt.subplots(figsize=(6, 4))
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], color="tab:blue", marker="o")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("train loss", color="tab:blue")
+    acc_ax = loss_ax.twinx()
+    acc_ax.plot(epochs, [h["test_top1"] for h in history], color="tab:red", marker="s")
+    acc_ax.set_ylabel("test top-1", color="tab:red")
+    fig.tight_layout()
+    with atomic_path(out / "curve.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,34 @@
+"""zoo: a plugin-based model zoo for vision models."""
+
+from .api import info, list_models, load, register_model
+from .errors import (
+    BadInput,
+    InvalidRecord,
+    MissingDependency,
+    MissingWeights,
+    UnknownModel,
+    UnsafeWeights,
+    UnsupportedCapability,
+    ZooError,
+)
+from .hookspecs import hookimpl
+from .model import Detection, Model, Prediction
+from .records import ModelRecord, Preprocess, Weights
+from .registry import register
+
+__version__ = "0.1.0"
+
+
+def compare(models, *, dataset="cifar10", **options):
+    """Benchmark models on one dataset; see zoo.bench.compare."""
+    from .bench import compare as run
+
+    return run(models, dataset=dataset, **options)
+
+
+__all__ = [
+    "BadInput", "Detection", "InvalidRecord", "MissingDependency", "MissingWeights", "Model",
+    "ModelRecord", "Prediction", "Preprocess", "UnknownModel", "UnsafeWeights", "UnsupportedCapability",
+    "Weights", "ZooError", "compare", "hookimpl", "info", "list_models", "load", "register",
+    "register_model",
+]

@@ -1,0 +1,236 @@
+"""The `zoo` command: a thin layer over the Python API. Heavy imports stay inside the commands."""
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import api
+from .errors import ZooError
+
+
+class ZooGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ZooError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(1)
+
+
+def table(rows, headers):
+    """A plain, aligned text table."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def emit_json(data):
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def human_count(n):
+    if n is None:
+        return "-"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def load_option(f):
+    """--device, --dtype and --weights, shared by the commands that load a model."""
+    f = click.option("--weights", type=click.Path(), default=None, help="Local weights file or folder.")(f)
+    f = click.option("--dtype", default=None, help="float32, bfloat16 or float16 [bf16 on CUDA, else fp32]")(f)
+    return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present]")(f)
+
+
+def load_model(name, device, dtype, weights):
+    return api.load(name, device=device, dtype=dtype, weights=weights)
+
+
+@click.group(cls=ZooGroup)
+@click.version_option(package_name="zoo")
+def cli():
+    """zoo: one interface, one CLI and one catalogue for vision models."""
+
+
+@cli.command(name="list")
+@click.argument("pattern", required=False)
+@click.option("--task", default=None, help="Only models with this task (classify, embed, describe, detect).")
+@click.option("--plugin", default=None, help="Only models of this plugin.")
+@click.option("--json", "as_json", is_flag=True)
+def list_command(pattern, task, plugin, as_json):
+    """List models, optionally matching an fnmatch PATTERN (e.g. 'deit-*')."""
+    records = [api.info(n) for n in api.list_models(pattern, task=task, plugin=plugin)]
+    if as_json:
+        return emit_json([{"name": r.name, "plugin": r.plugin, "tasks": list(r.tasks), "params": r.params} for r in records])
+    rows = [(r.name, r.plugin, ",".join(r.tasks), human_count(r.params)) for r in records]
+    click.echo(table(rows, ["NAME", "PLUGIN", "TASKS", "PARAMS"]))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def info(name, as_json):
+    """Show a model's record."""
+    record = api.info(name).to_dict()
+    if as_json:
+        return emit_json(record)
+    for key, value in record.items():
+        if value in (None, [], {}):
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) if len(value) <= 12 else f"{len(value)} items"
+        click.echo(f"{key + ':':<13} {value}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--labels", default=None, help="Comma-separated label names to choose among.")
+@click.option("--json", "as_json", is_flag=True)
+@load_option
+def classify(name, inputs, top_k, labels, as_json, device, dtype, weights):
+    """Classify images: top-K labels with probabilities."""
+    model = load_model(name, device, dtype, weights)
+    label_list = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
+    results = model.classify(list(inputs), top_k=top_k, labels=label_list)
+    if as_json:
+        return emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in zip(inputs, results)])
+    rows = [(i, rank + 1, p.label, f"{p.score:.4f}") for i, r in zip(inputs, results) for rank, p in enumerate(r)]
+    click.echo(table(rows, ["INPUT", "RANK", "LABEL", "SCORE"]))
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--prompt", default=None, help="A question or instruction about each input.")
+@click.option("--task", default=None, help="A model-specific task (Florence-2: caption, detailed_caption, ocr ...).")
+@click.option("--max-new-tokens", default=128, show_default=True)
+@click.option("--stream/--no-stream", default=None, help="Print tokens as they come [on for one input in a terminal].")
+@click.option("--json", "as_json", is_flag=True)
+@load_option
+def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, device, dtype, weights):
+    """Describe images or videos (captions, OCR, answers to --prompt)."""
+    model = load_model(name, device, dtype, weights)
+    options = {"prompt": prompt, "max_new_tokens": max_new_tokens}
+    if task:
+        options["task"] = task
+    if stream is None:
+        stream = len(inputs) == 1 and sys.stdout.isatty() and not as_json
+    if stream and hasattr(model, "stream"):
+        for piece in model.stream(inputs[0], **options):
+            click.echo(piece, nl=False)
+        return click.echo()
+    texts = model.describe(list(inputs), **options)
+    if as_json:
+        return emit_json([{"input": i, "text": t} for i, t in zip(inputs, texts)])
+    for i, text in zip(inputs, texts):
+        click.echo(f"{i}: {text}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(), required=True, help="A .safetensors or .npy file.")
+@click.option("--patch-tokens", is_flag=True, help="Patch tokens instead of the pooled embedding.")
+@load_option
+def embed(name, inputs, out, patch_tokens, device, dtype, weights):
+    """Write one embedding row per input to --out."""
+    out = Path(out)
+    if out.suffix not in (".safetensors", ".npy"):
+        raise ZooError(f"--out {out}: use a .safetensors or .npy file name.")
+    model = load_model(name, device, dtype, weights)
+    vectors = model.embed(list(inputs), **({"patch_tokens": True} if patch_tokens else {}))
+    from .files import atomic_path
+
+    with atomic_path(out) as tmp:
+        if out.suffix == ".npy":
+            import numpy as np
+
+            with open(tmp, "wb") as f:
+                np.save(f, vectors.numpy())
+        else:
+            from safetensors.torch import save_file
+
+            save_file({"embeddings": vectors.contiguous()}, str(tmp),
+                      metadata={"model": model.name, "inputs": json.dumps(list(inputs))})
+    click.echo(f"Wrote {tuple(vectors.shape)} embeddings from {model.name} to {out}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--task", default=None, help="Model-specific: od, dense_region_caption, phrase_grounding, ocr_with_region.")
+@click.option("--phrase", default=None, help="The text to ground (phrase_grounding).")
+@click.option("--draw", type=click.Path(), default=None, help="Save each image with its boxes into this folder.")
+@click.option("--json", "as_json", is_flag=True)
+@load_option
+def detect(name, inputs, task, phrase, draw, as_json, device, dtype, weights):
+    """Detect objects or regions: boxes in pixel coordinates with labels."""
+    model = load_model(name, device, dtype, weights)
+    options = {k: v for k, v in (("task", task), ("phrase", phrase)) if v}
+    results = model.detect(list(inputs), **options)
+    if draw:
+        from .drawing import draw_detections
+
+        for path in draw_detections(list(inputs), results, Path(draw)):
+            click.echo(f"Drew {path}", err=True)
+    if as_json:
+        return emit_json([{"input": i, "detections": [d.to_dict() for d in r]} for i, r in zip(inputs, results)])
+    rows = [(i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in zip(inputs, results) for d in r]
+    click.echo(table(rows, ["INPUT", "LABEL", "BOX"]))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def plugins(as_json):
+    """List loaded plugins, their hooks, and plugins that failed."""
+    from .plugins import failures, plugin_list
+    from .registry import registry
+
+    registry()  # registering models is when most plugin errors surface
+    rows = plugin_list()
+    if as_json:
+        return emit_json({"plugins": rows, "failures": [f.__dict__ for f in failures]})
+    click.echo(table([(r["name"], r["package"], ", ".join(r["hooks"])) for r in rows], ["PLUGIN", "PACKAGE", "HOOKS"]))
+    for f in failures:
+        click.echo(f"FAILED {f.plugin} ({f.stage}): {f.error}")
+
+
+@cli.command(name="eval")
+@click.argument("name")
+@click.option("--dataset", default="cifar10", show_default=True)
+@click.option("--data-root", type=click.Path(), default=None)
+@click.option("--split", default="test", show_default=True)
+@click.option("--limit", type=int, default=None, help="A seeded random subset of N images.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@load_option
+def evaluate(name, dataset, data_root, split, limit, batch_size, device, dtype, weights):
+    """Top-1/top-5 accuracy of a classifier on a dataset."""
+    from .datasets import get_dataset
+    from .evaluate import accuracy
+
+    data = get_dataset(dataset, data_root, split).subset(limit)
+    model = api.load(name, device=device, dtype=dtype, weights=weights)
+    result = accuracy(model, data, batch_size=batch_size)
+    click.echo(f"{name} on {data.name} {data.split} ({len(data)} images): "
+               f"top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}")
+
+
+def build_cli():
+    from .plugins import call_each
+
+    call_each("register_commands", cli=cli)
+    return cli
+
+
+def main():
+    build_cli()(prog_name="zoo")

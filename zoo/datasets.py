@@ -1,0 +1,135 @@
+"""Benchmark datasets: CIFAR-10 (python layout), image folders, and a bundled CIFAR-10 sample."""
+
+import importlib.resources
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UnknownDataset, ZooError
+from .hookspecs import hookimpl
+from .labels import CIFAR10
+from .weights import offline
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+CIFAR_DIR = "cifar-10-batches-py"
+
+
+@dataclass
+class Dataset:
+    """`items` are model inputs (HWC uint8 arrays or paths); `targets` index into `classes`."""
+
+    name: str
+    split: str
+    classes: tuple
+    items: list
+    targets: list
+
+    def __len__(self):
+        return len(self.items)
+
+    def subset(self, limit, seed=0):
+        """A seeded random subset of `limit` items, in dataset order, so runs compare the same images."""
+        if limit is None or limit >= len(self):
+            return self
+        import numpy as np
+
+        keep = sorted(np.random.default_rng(seed).choice(len(self), size=limit, replace=False).tolist())
+        return Dataset(self.name, self.split, self.classes, [self.items[i] for i in keep], [self.targets[i] for i in keep])
+
+
+def cifar_batches(root, split):
+    """(images NHWC uint8, labels) read straight from the pickled batches; no md5 check on names."""
+    import numpy as np
+
+    folder = cifar_folder(root)
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.extend(batch["labels"])
+    return np.ascontiguousarray(np.concatenate(images)), labels
+
+
+def cifar_folder(root):
+    """The cifar-10-batches-py folder under `root` (or `root` itself); downloads it when allowed."""
+    if root is None:
+        raise ZooError(f"CIFAR-10 needs --data-root: a folder holding {CIFAR_DIR}/ (or that folder itself).")
+    root = Path(root).expanduser()
+    for folder in (root, root / CIFAR_DIR):
+        if (folder / "test_batch").is_file() and (folder / "data_batch_1").is_file():
+            return folder
+    if offline():
+        raise ZooError(
+            f"CIFAR-10 not found: expected {root / CIFAR_DIR} with data_batch_1..5 and test_batch, "
+            "and downloads are off (ZOO_OFFLINE/HF_HUB_OFFLINE). Point --data-root at it."
+        )
+    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
+
+    try:
+        TorchvisionCIFAR10(str(root), download=True)
+    except Exception as e:
+        raise ZooError(f"CIFAR-10 not found in {root / CIFAR_DIR}, and downloading it failed: {e}") from None
+    return root / CIFAR_DIR
+
+
+def cifar10(root=None, split="test"):
+    if split not in ("train", "test"):
+        raise ZooError(f"CIFAR-10 has splits 'train' and 'test', not {split!r}.")
+    images, labels = cifar_batches(root, split)
+    return Dataset("cifar10", split, CIFAR10, list(images), labels)
+
+
+def cifar10_sample(root=None, split="test"):
+    """200 real CIFAR-10 test images (20 per class) shipped with zoo, for offline demos and tests."""
+    import numpy as np
+
+    with importlib.resources.files("zoo").joinpath("data/cifar10-sample.npz").open("rb") as f:
+        data = np.load(f)
+        images, labels = data["images"], data["labels"].tolist()
+    return Dataset("cifar10-sample", "test", CIFAR10, list(images), labels)
+
+
+def image_folder(root=None, split=None):
+    """ROOT/<class>/<image> (or ROOT/<split>/<class>/<image>); classes sorted by folder name."""
+    if root is None:
+        raise ZooError("An image-folder dataset needs --data-root: a folder with one subfolder per class.")
+    root = Path(root).expanduser()
+    if split and (root / split).is_dir():
+        root = root / split
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    items, targets = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((root / name).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                items.append(path)
+                targets.append(index)
+    if not items:
+        raise ZooError(f"No images found in {root}: expected one subfolder per class holding image files.")
+    return Dataset(root.name, split or "all", tuple(classes), items, targets)
+
+
+@hookimpl
+def register_datasets(register):
+    register("cifar10", cifar10)
+    register("cifar10-sample", cifar10_sample)
+    register("imagefolder", image_folder)
+
+
+def dataset_factories():
+    from .plugins import call_each
+
+    factories = {}
+    call_each("register_datasets", register=lambda name, fn: factories.__setitem__(name, fn))
+    return factories
+
+
+def get_dataset(name, root=None, split="test"):
+    """A registered dataset by name; a directory path is read as an image folder."""
+    factories = dataset_factories()
+    if name not in factories:
+        if Path(name).expanduser().is_dir():
+            return image_folder(name, split)
+        raise UnknownDataset(f"Unknown dataset {name!r}; known: {', '.join(sorted(factories))}, or a folder path.")
+    return factories[name](root=root, split=split)

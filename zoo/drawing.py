@@ -1,0 +1,27 @@
+"""Draw detections onto copies of the input images."""
+
+from pathlib import Path
+
+from .inputs import flatten, load_image
+
+
+def draw_detections(inputs, results, folder):
+    """Save each input with its boxes and labels drawn; returns the written paths."""
+    from PIL import ImageDraw
+
+    from .files import atomic_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for number, (item, detections) in enumerate(zip(flatten(inputs), results)):
+        image = load_image(item)
+        pen = ImageDraw.Draw(image)
+        for d in detections:
+            pen.rectangle(d.box, outline=(255, 0, 0), width=max(1, image.width // 200))
+            pen.text((d.box[0] + 2, d.box[1] + 2), d.label, fill=(255, 0, 0))
+        stem = Path(item).stem if isinstance(item, (str, Path)) else f"image{number}"
+        path = folder / f"{stem}.boxes.png"
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG")
+        written.append(path)
+    return written

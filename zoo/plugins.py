@@ -1,0 +1,107 @@
+"""Loads plugins: the built-ins and third-party packages alike, from the 'zoo' entry-point group."""
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+
+import pluggy
+
+from . import hookspecs
+from .errors import ZooError
+
+ENTRY_POINT_GROUP = "zoo"
+# Core modules that implement hooks themselves (the weight resolver, the datasets).
+CORE_PLUGINS = ("zoo.weights", "zoo.datasets")
+
+
+class PluginError(ZooError):
+    pass
+
+
+@dataclass
+class PluginFailure:
+    plugin: str
+    stage: str
+    error: str
+
+
+pm = pluggy.PluginManager("zoo")
+pm.add_hookspecs(hookspecs)
+failures: list[PluginFailure] = []
+_loaded = False
+
+
+def register_plugin(plugin, name=None):
+    """Register a module or object of hook implementations; a misspelt hook is a PluginError."""
+    name = name or getattr(plugin, "__name__", None) or repr(plugin)
+    if pm.has_plugin(name):
+        return
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        if pm.has_plugin(name):
+            pm.unregister(name=name)
+        hooks = ", ".join(n for n in dir(hookspecs) if n.startswith(("register_", "resolve_")))
+        raise PluginError(f"Plugin {name!r}: {e}. The zoo hooks are: {hooks}.") from None
+
+
+def allowed_plugins():
+    """ZOO_PLUGINS (comma-separated names) limits which entry-point plugins load; unset loads all."""
+    value = os.environ.get("ZOO_PLUGINS")
+    if value is None:
+        return None
+    return {p.strip() for p in value.split(",") if p.strip()}
+
+
+def load_plugins():
+    global _loaded
+    if _loaded:
+        return pm
+    _loaded = True
+    for module in CORE_PLUGINS:
+        register_plugin(importlib.import_module(module), name=module)
+    allowed = allowed_plugins()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        try:
+            register_plugin(ep.load(), name=ep.name)
+        except Exception as e:  # a broken plugin is reported, never fatal
+            report_failure(ep.name, "import", e)
+    return pm
+
+
+def report_failure(plugin, stage, error):
+    failures.append(PluginFailure(plugin, stage, f"{type(error).__name__}: {error}"))
+    warnings.warn(f"zoo plugin {plugin!r} failed during {stage}: {error}", stacklevel=3)
+
+
+def call_each(hook_name, **kwargs):
+    """Call every implementation of a hook on its own, so one plugin's error spares the rest."""
+    load_plugins()
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):  # registration order
+        try:
+            impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception as e:
+            report_failure(impl.plugin_name, hook_name, e)
+
+
+def plugin_list():
+    """[{'name', 'hooks', 'version'}] for every loaded plugin, then the failures."""
+    load_plugins()
+    dists = {ep.name: ep.dist for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    rows = []
+    for name, plugin in pm.list_name_plugin():
+        dist = dists.get(name)
+        rows.append(
+            {
+                "name": name,
+                "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
+                "package": f"{dist.name} {dist.version}" if dist else "zoo (core)",
+            }
+        )
+    return rows

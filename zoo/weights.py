@@ -1,0 +1,170 @@
+"""Weight resolution (explicit path, then cache, then the network when allowed) and safe loading."""
+
+import hashlib
+import importlib.resources
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from .errors import MissingWeights, UnsafeWeights, ZooError
+from .hookspecs import hookimpl
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def home():
+    """The zoo home directory: ZOO_HOME, else ~/.zoo. It holds the cache and the results database."""
+    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".zoo").expanduser()
+
+
+def _truthy(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline():
+    return _truthy("ZOO_OFFLINE") or _truthy("HF_HUB_OFFLINE")
+
+
+def resolve(record, weights=None):
+    """A local path (file or directory) with the record's weights, or None when it has no source."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise MissingWeights(f"weights={str(weights)!r} for model {record.name!r} does not exist.")
+        return path
+    if record.weights is None:
+        return None
+    from .plugins import load_plugins
+
+    path = load_plugins().hook.resolve_weights(record=record, offline=offline())
+    if path is None:
+        raise MissingWeights(f"No plugin could resolve the weights of {record.name!r} ({record.weights.describe()}).")
+    return Path(path)
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path, expected, what):
+    actual = sha256_of(path)
+    if actual != expected:
+        raise UnsafeWeights(
+            f"sha256 mismatch for {what} ({path}): expected {expected}, got {actual}. "
+            "The file is corrupt or not the published one; delete it and download again."
+        )
+
+
+@hookimpl(trylast=True)
+def resolve_weights(record, offline):
+    """The built-in resolver: local path, packaged file, URL with sha256, Hugging Face hub."""
+    w = record.weights
+    if w.path:
+        path = Path(w.path).expanduser()
+        if not path.is_absolute() and record.source not in ("code",) and Path(record.source).exists():
+            path = Path(record.source).parent / path  # relative to the YAML file that names it
+        if not path.exists():
+            raise MissingWeights(f"Model {record.name!r}: its weights path {str(path)!r} does not exist.")
+        if w.sha256 and path.is_file():
+            verify(path, w.sha256, f"model {record.name!r}")
+        return path
+    if w.package:
+        package, _, inner = w.package.partition("/")
+        path = Path(str(importlib.resources.files(package))) / inner
+        if not path.exists():
+            raise MissingWeights(f"Model {record.name!r}: the installed package lacks {w.package!r}; reinstall zoo.")
+        return path
+    if w.url:
+        return _fetch_url(record, w, offline)
+    return _fetch_hf(record, w, offline)
+
+
+def _fetch_url(record, w, offline):
+    target = home() / "cache" / w.sha256[:16] / (Path(w.url.split("?")[0]).name or "weights")
+    if target.exists():
+        verify(target, w.sha256, f"cached weights of {record.name!r}")
+        return target
+    if offline:
+        raise MissingWeights(
+            f"Model {record.name!r}: no cached weights at {target}, and downloads are off "
+            "(ZOO_OFFLINE or HF_HUB_OFFLINE). Copy the file there, pass weights=PATH, or allow the network."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(w.url) as response:
+            shutil.copyfileobj(response, out)
+        verify(tmp, w.sha256, f"the download of {w.url}")
+        os.replace(tmp, target)  # atomic: a cache entry is either whole or absent
+    except OSError as e:
+        raise MissingWeights(f"Model {record.name!r}: could not download {w.url}: {e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _fetch_hf(record, w, offline):
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    patterns = [w.filename] if w.filename else None
+    try:
+        return Path(snapshot_download(w.hf, revision=w.revision, allow_patterns=patterns, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+        pass
+    where = f"the Hugging Face cache ({constants.HF_HUB_CACHE}) for {w.hf}@{w.revision or 'main'}"
+    if offline:
+        raise MissingWeights(
+            f"Model {record.name!r}: weights not found in {where}, and downloads are off "
+            "(ZOO_OFFLINE or HF_HUB_OFFLINE). Pass weights=PATH (a file or a save_pretrained directory), "
+            f"or run once with the network: huggingface-cli download {w.hf}"
+        )
+    try:
+        return Path(snapshot_download(w.hf, revision=w.revision, allow_patterns=patterns))
+    except (HfHubHTTPError, OSError) as e:
+        raise MissingWeights(f"Model {record.name!r}: could not download from {where}: {e}") from None
+
+
+def weight_file(path):
+    """The one weights file in a path: the path itself, or the best candidate inside a directory."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    for pattern in ("model.safetensors", "*.safetensors", "pytorch_model.bin", "*.pth", "*.pt", "*.bin"):
+        found = sorted(path.glob(pattern))
+        if found:
+            return found[0]
+    raise MissingWeights(f"No weights file ({', '.join(WEIGHT_SUFFIXES)}) in {path}.")
+
+
+def load_state_dict(path):
+    """Tensors only: safetensors, or a checkpoint loaded with weights_only=True. Never whole pickles."""
+    import torch
+
+    file = weight_file(path)
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(file)
+    if file.suffix not in WEIGHT_SUFFIXES:
+        raise UnsafeWeights(f"{file}: unknown weights format; use .safetensors (preferred) or .pt/.pth/.bin.")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UnsafeWeights(
+            f"Refusing to load {file}: it is not a plain tensor checkpoint and zoo never unpickles "
+            f"arbitrary objects ({type(e).__name__}). Save model.state_dict() with safetensors instead."
+        ) from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ZooError(f"{file}: expected a state dict of tensors, got {type(state).__name__}.")
+    return state
