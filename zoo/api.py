@@ -8,7 +8,10 @@ def load(name, *, device=None, dtype=None, weights=None, **overrides):
     """A ready model. `weights` (a file or directory) replaces the record's source."""
     record = registry().get(name)
     loader = registry().loader_for(record)
-    return loader(record, resolve(record, weights), device=device, dtype=dtype, **overrides)
+    path = resolve(record, weights)
+    model = loader(record, path, device=device, dtype=dtype, **overrides)
+    model.weights_path = path
+    return model
 
 
 def list_models(pattern=None, *, task=None, plugin=None):

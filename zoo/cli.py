@@ -233,4 +233,8 @@ def build_cli():
 
 
 def main():
+    import warnings
+
+    # A failing plugin is worth one line on stderr, not a warning's source location.
+    warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"Warning: {message}", err=True)
     build_cli()(prog_name="zoo")

@@ -82,13 +82,16 @@ def cifar10(root=None, split="test"):
 
 
 def cifar10_sample(root=None, split="test"):
-    """200 real CIFAR-10 test images (20 per class) shipped with zoo, for offline demos and tests."""
+    """200 real CIFAR-10 test images shipped with zoo: 'train' and 'test' are alternate halves, 'all' both."""
     import numpy as np
 
+    if split not in ("train", "test", "all"):
+        raise ZooError(f"cifar10-sample has splits 'train', 'test' and 'all', not {split!r}.")
     with importlib.resources.files("zoo").joinpath("data/cifar10-sample.npz").open("rb") as f:
         data = np.load(f)
-        images, labels = data["images"], data["labels"].tolist()
-    return Dataset("cifar10-sample", "test", CIFAR10, list(images), labels)
+        images, labels = list(data["images"]), data["labels"].tolist()
+    keep = {"train": slice(0, None, 2), "test": slice(1, None, 2), "all": slice(None)}[split]
+    return Dataset("cifar10-sample", split, CIFAR10, images[keep], labels[keep])
 
 
 def image_folder(root=None, split=None):

@@ -12,8 +12,8 @@ from . import hookspecs
 from .errors import ZooError
 
 ENTRY_POINT_GROUP = "zoo"
-# Core modules that implement hooks themselves (the weight resolver, the datasets).
-CORE_PLUGINS = ("zoo.weights", "zoo.datasets")
+# Core modules that implement hooks themselves: the weight resolver, the datasets, the probe.
+CORE_PLUGINS = ("zoo.weights", "zoo.datasets", "zoo.probe")
 
 
 class PluginError(ZooError):
@@ -27,10 +27,22 @@ class PluginFailure:
     error: str
 
 
-pm = pluggy.PluginManager("zoo")
-pm.add_hookspecs(hookspecs)
+def _manager():
+    manager = pluggy.PluginManager("zoo")
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+pm = _manager()
 failures: list[PluginFailure] = []
 _loaded = False
+
+
+def reset():
+    """Forget loaded plugins and failures (tests, or after changing ZOO_PLUGINS)."""
+    global pm, _loaded
+    pm, _loaded = _manager(), False
+    failures.clear()
 
 
 def register_plugin(plugin, name=None):

@@ -1,0 +1,62 @@
+import pickle
+
+import numpy as np
+import pytest
+
+from zoo import plugins, registry
+from zoo.datasets import cifar10_sample
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "samples"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Every test gets its own zoo home, no network, no user registry files, fresh plugins."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo-home"))
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("ZOO_REGISTRY", raising=False)
+    monkeypatch.delenv("ZOO_PLUGINS", raising=False)
+    plugins.reset()
+    registry.reset()
+    yield
+    plugins.reset()
+    registry.reset()
+
+
+@pytest.fixture
+def samples():
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory):
+    """A real CIFAR-10 folder in the python layout, made of the bundled sample's 200 images."""
+    root = tmp_path_factory.mktemp("cifar")
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    train, test = cifar10_sample(split="train"), cifar10_sample(split="test")
+
+    def write(name, images, labels):
+        data = np.stack(images).transpose(0, 3, 1, 2).reshape(len(images), -1)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": list(labels), "batch_label": name}, f, protocol=2)
+
+    for i in range(5):
+        write(f"data_batch_{i + 1}", train.items[i * 20:(i + 1) * 20], train.targets[i * 20:(i + 1) * 20])
+    write("test_batch", test.items, test.targets)
+    return root
+
+
+@pytest.fixture
+def registry_file(tmp_path, monkeypatch):
+    """Write a YAML registry and name it in ZOO_REGISTRY."""
+
+    def make(text, name="extra.yaml"):
+        path = tmp_path / name
+        path.write_text(text)
+        monkeypatch.setenv("ZOO_REGISTRY", str(path))
+        registry.reset()
+        return path
+
+    return make

@@ -1,0 +1,47 @@
+"""Every accepted input kind, and the bad ones."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from zoo.inputs import load_images
+
+
+def test_every_kind_decodes_to_the_same_pixels(samples):
+    path = samples / "cat.png"
+    pil = Image.open(path).convert("RGB")
+    array = np.asarray(pil)
+    chw = torch.from_numpy(array).permute(2, 0, 1)
+    kinds = [str(path), path, pil, array, chw, chw.float() / 255, chw[None]]
+    for image in load_images(kinds):
+        assert np.array_equal(np.asarray(image), array)
+    assert len(load_images(torch.stack([chw, chw]))) == 2  # NCHW is a batch
+    assert load_images(array[:, :, :1])[0].mode == "RGB"  # grayscale HxWx1
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("missing.png", "not found"),
+        (np.zeros((4, 4, 5), dtype=np.uint8), "HxWxC"),
+        (np.zeros((4, 4, 3), dtype=np.float32), "uint8"),
+        (torch.zeros(5, 4, 4), "CHW"),
+        (torch.full((3, 4, 4), 2.0), r"\[0, 1\]"),
+        (torch.zeros(3, 4, 4, dtype=torch.int32), "uint8 or float"),
+        (42, "Cannot read an image from int"),
+        ([], "No inputs"),
+        ("clip.mp4", "is a video"),
+    ],
+)
+def test_bad_inputs_give_clear_errors(bad, message):
+    with pytest.raises(zoo.BadInput, match=message):
+        load_images(bad)
+
+
+def test_corrupt_image_file(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG not really")
+    with pytest.raises(zoo.BadInput, match="not a readable image"):
+        load_images(path)
