@@ -1,0 +1,97 @@
+"""The timm plugin: every timm-backed record loads and matches timm's own forward pass."""
+
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from timm.data import create_transform, resolve_data_config
+
+import zoo
+
+TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
+TIMM_RECORDS = [n for n in zoo.list_models(plugin="timm")]
+
+
+def write_weights(arch, tmp_path, **kwargs):
+    torch.manual_seed(0)
+    module = timm.create_model(arch, pretrained=False, **kwargs).eval()
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+    return module, path
+
+
+def test_every_catalogued_architecture_is_timm_pretrained_config():
+    """Preprocessing in registry.yaml equals timm's pretrained config, so they can never disagree."""
+    from zoo_timm import preprocess_of
+
+    for name in TIMM_RECORDS:
+        record = zoo.info(name)
+        cfg = timm.models.get_pretrained_cfg(record.architecture)
+        assert record.preprocess == preprocess_of(cfg.to_dict()), name
+        assert record.weights.hf == cfg.hf_hub_id, name
+        assert ("classify" in record.tasks) == bool(cfg.num_classes), name
+
+
+@pytest.mark.parametrize("name", TIMM_RECORDS)
+def test_contract_every_timm_record(name, tmp_path, samples):
+    """Load with locally written (tiny) weights; outputs equal timm's own forward on timm's transform."""
+    record = zoo.info(name)
+    module, path = write_weights(record.architecture, tmp_path, **TINY)
+    model = zoo.load(name, weights=path, **TINY)
+    assert model.capabilities == frozenset(record.tasks)
+    image = Image.open(samples / "dog.png").convert("RGB")
+    x = create_transform(**resolve_data_config({}, model=module))(image)[None]
+    with torch.inference_mode():
+        expected_features = module.forward_head(module.forward_features(x), pre_logits=True)
+        expected_logits = module(x)
+    assert torch.allclose(model.embed([image, image]), expected_features.expand(2, -1), atol=1e-4)
+    if "classify" in record.tasks:
+        top = model.classify(image, top_k=3)[0]
+        probs = expected_logits.softmax(-1)[0]
+        assert [p.index for p in top] == probs.topk(3).indices.tolist()
+        assert abs(top[0].score - probs.max().item()) < 1e-4
+        assert len(model.labels) == 1000 and top[0].label == model.labels[top[0].index]
+    else:
+        with pytest.raises(zoo.UnsupportedCapability, match="zoo probe"):
+            model.classify(image)
+
+
+def test_patch_tokens_drop_prefix_tokens(tmp_path, samples):
+    _, path = write_weights("deit_tiny_distilled_patch16_224.fb_in1k", tmp_path, **TINY)
+    model = zoo.load("deit-tiny-distilled", weights=path, **TINY)
+    tokens = model.embed(samples / "cat.png", patch_tokens=True)
+    assert tokens.shape == (1, 196, 32)  # 14x14 patches, CLS and distillation tokens dropped
+
+
+def test_any_timm_model_by_prefix(tmp_path, samples):
+    module, path = write_weights("test_vit.r160_in1k", tmp_path)
+    record = zoo.info("timm:test_vit.r160_in1k")
+    assert record.weights.hf == "timm/test_vit.r160_in1k" and record.preprocess.input_size == (3, 160, 160)
+    model = zoo.load("timm:test_vit.r160_in1k", weights=path)
+    assert model.classify(samples / "cat.png", top_k=1)[0][0].label in model.labels
+    with pytest.raises(zoo.UnknownModel, match="timm:test_vit"):
+        zoo.info("timm:test_vitt")
+
+
+def test_closed_set_labels_argument(tmp_path, samples):
+    _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
+    model = zoo.load("deit-tiny", weights=path, **TINY)
+    result = model.classify(samples / "cat.png", labels=["tabby", "goldfish"])[0]
+    assert {p.label for p in result} == {"tabby", "goldfish"} and abs(sum(p.score for p in result) - 1) < 1e-5
+    with pytest.raises(zoo.BadInput, match="closed-set"):
+        model.classify(samples / "cat.png", labels=["spaceship"])
+
+
+def test_offline_without_weights_says_how_to_provide_them():
+    with pytest.raises(zoo.MissingWeights, match="timm/deit_tiny_patch16_224.fb_in1k.*weights=PATH"):
+        zoo.load("deit-tiny")
+
+
+def test_bad_inputs_through_a_model(tmp_path):
+    _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
+    model = zoo.load("deit-tiny", weights=path, **TINY)
+    with pytest.raises(zoo.BadInput, match="not found"):
+        model.embed(tmp_path / "missing.jpg")
+    with pytest.raises(zoo.UnsupportedCapability, match="cannot describe.*florence-2-base"):
+        model.describe(tmp_path / "x.png")
