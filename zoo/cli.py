@@ -225,6 +225,76 @@ def evaluate(name, dataset, data_root, split, limit, batch_size, device, dtype, 
                f"top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}")
 
 
+@cli.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--dataset", default="cifar10", show_default=True, help="A registered dataset or an image folder.")
+@click.option("--data-root", type=click.Path(), default=None)
+@click.option("--split", default="test", show_default=True)
+@click.option("--limit", type=int, default=None, help="A seeded random subset of N images (the same every run).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--protocol", type=click.Choice(["auto", "head", "probe", "knn", "zero-shot"]), default="auto",
+              show_default=True)
+@click.option("--train-limit", type=int, default=5000, show_default=True, help="Training images for probe/k-NN.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default=None)
+@click.option("--dtype", default=None)
+@click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
+@click.option("--plot", type=click.Path(), default=None, help="PNG: accuracy against throughput, and a confusion matrix.")
+@click.option("--confusion", default=None, help="The model whose confusion matrix is drawn [the most accurate].")
+@click.option("--report", type=click.Path(), default=None, help="A self-contained HTML page of the results.")
+@click.option("--json", "as_json", is_flag=True)
+def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit, batch_size, device, dtype, db, plot,
+          confusion, report, as_json):
+    """Compare MODELS on one dataset: accuracy and speed side by side; every run is kept."""
+    from .bench import compare
+    from .datasets import get_dataset
+
+    def show(row):
+        if row["status"] != "ok":
+            click.echo(f"{row['model']}: FAILED: {row['error']}", err=True)
+
+    rows = compare(list(models), dataset=dataset, data_root=data_root, split=split, limit=limit, seed=seed,
+                   protocol=protocol, train_limit=train_limit, batch_size=batch_size, device=device, dtype=dtype,
+                   db=db, progress=not as_json, on_row=show)
+    if as_json:
+        emit_json(rows.rows)
+    else:
+        click.echo(str(rows))
+    if plot or report:
+        from .report import figure_png, save_plot, save_report
+
+        png = figure_png(rows.rows, get_dataset(dataset, data_root, split).classes, confusion) \
+            if any(r["status"] == "ok" for r in rows) else None
+        if plot and png:
+            save_plot(plot, png)
+        if report:
+            save_report(report, rows.rows, png)
+    if all(r["status"] != "ok" for r in rows):
+        raise ZooError("Every model failed; see the reasons above.")
+
+
+@cli.command()
+@click.option("--dataset", default=None)
+@click.option("--model", default=None)
+@click.option("--last", type=int, default=None, help="Only the newest N runs.")
+@click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
+@click.option("--export", "export_format", type=click.Choice(["csv", "json", "md"]), default=None)
+@click.argument("file", required=False, type=click.Path())
+def results(dataset, model, last, db, export_format, file):
+    """List kept benchmark results (DELTA: top-1 change from the model's previous run); or --export FORMAT FILE."""
+    from . import results as store
+
+    rows = store.query(db, dataset=dataset, model=model, last=last)
+    if export_format:
+        if not file:
+            raise ZooError("--export needs a FILE to write, e.g. zoo results --export csv results.csv")
+        store.export(rows, export_format, file)
+        return click.echo(f"Wrote {len(rows)} rows to {file}")
+    columns = ["created_at", "run_id", "model", "dataset", "protocol", "n", "top1", "delta_top1", "throughput", "status"]
+    click.echo(table([[store.fmt(r.get(c), c) for c in columns] for r in rows],
+                     [c.upper().replace("DELTA_TOP1", "DELTA") for c in columns]))
+
+
 def build_cli():
     from .plugins import call_each
 

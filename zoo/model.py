@@ -29,6 +29,8 @@ class Model:
     """Base class: subclasses set `capabilities` and implement those methods."""
 
     capabilities = frozenset()
+    open_vocabulary = False  # classify(labels=...) takes any label names, not only the model's own
+    attention = None  # the attention implementation in use (sdpa, flash_attention_2, eager), when known
 
     def __init__(self, record):
         self.record = record

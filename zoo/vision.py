@@ -3,24 +3,11 @@
 import math
 from concurrent.futures import ThreadPoolExecutor
 
+from .devices import pick_device
 from .errors import BadInput, ZooError
 from .inputs import flatten, load_image
 from .model import Model, Prediction
 from .records import Preprocess
-
-
-def pick_device(device=None, dtype=None):
-    """CUDA with bf16 when present, else CPU with fp32; either can be forced."""
-    import torch
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    elif isinstance(dtype, str):
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ZooError(f"Unknown dtype {dtype!r}: use float32, bfloat16 or float16.")
-        dtype = getattr(torch, dtype)
-    return device, dtype
 
 
 def eval_transform(pre: Preprocess):
@@ -43,7 +30,7 @@ class ImageModel(Model):
     """Wraps a module whose forward gives logits; forward_features/forward_head (timm) give embeddings."""
 
     def __init__(self, record, module, *, labels=None, preprocess=None, device=None, dtype=None,
-                 batch_size=64, workers=4, compile=False):
+                 batch_size=64, workers=4, compile=False, attention=None):
         super().__init__(record)
         import torch
 
@@ -60,6 +47,7 @@ class ImageModel(Model):
             module = module.to(memory_format=torch.channels_last)
         self.module = torch.compile(module) if compile else module
         self.autocast = self.device.type == "cuda" and self.dtype != torch.float32
+        self.attention = attention
         caps = {"embed"} if hasattr(module, "forward_features") else set()
         if self.labels and getattr(module, "num_classes", len(self.labels)):
             caps.add("classify")

@@ -36,7 +36,9 @@ def load(record, weights, *, device=None, dtype=None, **overrides):
     if labels is not None and len(labels) != module.num_classes:
         raise zoo.ZooError(f"{record.name}: {len(labels)} labels for a head of {module.num_classes} classes.")
     preprocess = preprocess_of(resolve_data_config({}, model=module))
-    return ImageModel(record, module, labels=labels, preprocess=preprocess, device=device, dtype=dtype, **runtime)
+    attention = "sdpa" if timm.layers.use_fused_attn() else "eager"
+    return ImageModel(record, module, labels=labels, preprocess=preprocess, device=device, dtype=dtype,
+                      attention=attention, **runtime)
 
 
 @zoo.hookimpl

@@ -31,7 +31,8 @@ def load(record, weights, *, device=None, dtype=None, **overrides):
         preprocess = parse_record({"name": record.name, "plugin": PLUGIN, "architecture": "vit",
                                    "preprocess": config["preprocess"]}, source=str(config_file)).preprocess
     labels = config.get("labels") or resolve_labels(record.labels)
-    return ImageModel(record, module, labels=labels, preprocess=preprocess, device=device, dtype=dtype, **runtime)
+    return ImageModel(record, module, labels=labels, preprocess=preprocess, device=device, dtype=dtype,
+                      attention="sdpa", **runtime)
 
 
 @zoo.hookimpl

@@ -280,14 +280,15 @@ def train(preset="cpu", *, data_root, out, seed=0, resume=False, device=None, li
         net = torch.compile(net)
 
     out.mkdir(parents=True, exist_ok=True)
-    is_main = rank == 0
+    is_main, started = rank == 0, None
     try:
         while state["epoch"] < recipe.epochs:
             epoch = state["epoch"]
             perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             bar = _progress(steps_per_epoch, state["step"], epoch, recipe.epochs, progress and is_main)
             net.train()
-            started, seen, losses = time.perf_counter(), 0, []
+            started, seen = time.perf_counter(), 0
+            losses = state.setdefault("epoch_losses", [])  # kept in the checkpoint: a resumed epoch's mean is exact
             for step in range(state["step"], steps_per_epoch):
                 # Every random draw of a step derives from (seed, epoch, step): resuming anywhere is exact.
                 rng = np.random.default_rng([seed, epoch, step, rank])
@@ -318,10 +319,11 @@ def train(preset="cpu", *, data_root, out, seed=0, resume=False, device=None, li
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
             bar.close()
             state["elapsed"] += time.perf_counter() - started
+            started = None
             top1, top5 = evaluate(unwrap(net), test_x, test_y, mean, std, autocast)
             state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                                      "test_top1": top1, "test_top5": top5, "elapsed_s": round(state["elapsed"], 2)})
-            state["epoch"], state["step"] = epoch + 1, 0
+            state["epoch"], state["step"], state["epoch_losses"] = epoch + 1, 0, []
             if is_main:
                 save_checkpoint(checkpoint, model, optimizer, state)
                 save_model(out, model, recipe, state["history"], preset)
@@ -330,6 +332,8 @@ def train(preset="cpu", *, data_root, out, seed=0, resume=False, device=None, li
                     print(f"epoch {epoch + 1}/{recipe.epochs}: loss {state['history'][-1]['train_loss']:.4f}, "
                           f"test top-1 {top1:.4f}, {state['elapsed']:.0f} s", flush=True)
     except KeyboardInterrupt:
+        if started is not None:
+            state["elapsed"] += time.perf_counter() - started
         if is_main:
             save_checkpoint(checkpoint, model, optimizer, state)
             print(f"\nInterrupted: resumable checkpoint in {checkpoint} (epoch {state['epoch']}, step "

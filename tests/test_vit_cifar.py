@@ -1,0 +1,134 @@
+"""vit-cifar: the architecture, training (resume, DDP), eval, shipped weights and training outputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import zoo
+from zoo.cli import build_cli
+from zoo.datasets import cifar10_sample
+from zoo.evaluate import accuracy
+from zoo.labels import CIFAR10
+from zoo_vit_cifar.train import train
+from zoo_vit_cifar.vit import ViT
+
+SMALL = dict(epochs=2, batch_size=20, test_limit=40)
+
+
+def run_cli(*args):
+    return CliRunner().invoke(build_cli(), [str(a) for a in args], catch_exceptions=False)
+
+
+def test_vit_shapes_and_options():
+    x = torch.randn(2, 3, 32, 32)
+    for options in ({"pool": "cls"}, {"pool": "mean", "drop_path": 0.1}, {"image_size": 64, "patch_size": 8}):
+        vit = ViT(**{"image_size": 32, **options}, num_classes=7, dim=32, depth=2, heads=2, dim_head=16).eval()
+        image = torch.randn(2, 3, options.get("image_size", 32), options.get("image_size", 32))
+        assert vit(image).shape == (2, 7)
+        tokens = vit.forward_features(image)
+        assert tokens.shape[1] == (options.get("image_size", 32) // options.get("patch_size", 4)) ** 2 + 1
+    with pytest.raises(AssertionError):
+        ViT(image_size=30, patch_size=4)
+    assert ViT(dim=32, depth=1, heads=2, dim_head=16).eval()(x).shape == (2, 10)
+
+
+def test_shipped_weights_load_offline_and_classify(samples):
+    model = zoo.load("vit-cifar")
+    assert model.labels == CIFAR10 and model.capabilities == {"classify", "embed"}
+    predictions = model.classify(samples / "cat.png", top_k=3)[0]
+    assert len(predictions) == 3 and predictions[0].score >= predictions[1].score
+    assert all(p.label in CIFAR10 for p in predictions)
+    assert abs(sum(p.score for p in model.classify(samples / "cat.png", top_k=10)[0]) - 1) < 1e-4
+    assert model.embed([samples / "cat.png", samples / "dog.png"]).shape[0] == 2
+
+
+def test_shipped_weights_accuracy_matches_the_record():
+    """The bundled sample is real CIFAR-10 test data: the shipped model should classify most of it."""
+    data = cifar10_sample(split="all")
+    result = accuracy(zoo.load("vit-cifar"), data)
+    shipped = json.loads((zoo.weights.resolve(zoo.info("vit-cifar")) / "metrics.json").read_text())
+    assert zoo.info("vit-cifar").metrics["cifar10_top1"] == pytest.approx(shipped["test_top1"])
+    assert result["top1"] > 0.6 and result["top1"] == pytest.approx(shipped["test_top1"], abs=0.12)
+
+
+def test_train_writes_a_loadable_run_deterministically(cifar_root, tmp_path, samples):
+    a = train("cpu", data_root=cifar_root, out=tmp_path / "a", seed=3, progress=False, **SMALL)
+    b = train("cpu", data_root=cifar_root, out=tmp_path / "b", seed=3, progress=False, **SMALL)
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+    for name in ("model.safetensors", "config.json", "metrics.json", "checkpoint.safetensors", "curve.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and 0 <= metrics["test_top1"] <= 1
+    model = zoo.load("vit-cifar", weights=tmp_path / "a")
+    assert model.module.blocks.__len__() == 4  # the run's config.json, not the record's model_args
+    assert model.classify(samples / "cat.png", top_k=1)[0][0].label in CIFAR10
+
+
+def test_interrupt_then_resume_is_exact(cifar_root, tmp_path, monkeypatch):
+    full = train("cpu", data_root=cifar_root, out=tmp_path / "full", seed=1, progress=False, **SMALL)
+    real_step, calls = torch.optim.AdamW.step, {"n": 0}
+
+    def interrupt_on_seventh(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # mid-way through the second epoch (5 steps an epoch)
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", interrupt_on_seventh)
+    with pytest.raises(KeyboardInterrupt):
+        train("cpu", data_root=cifar_root, out=tmp_path / "cut", seed=1, progress=False, **SMALL)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    resumed = train("cpu", data_root=cifar_root, out=tmp_path / "cut", seed=1, resume=True, progress=False, **SMALL)
+    assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in full["epochs"]]
+    wf, wr = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+
+
+def test_resume_refuses_other_settings_and_missing_checkpoints(cifar_root, tmp_path):
+    with pytest.raises(zoo.ZooError, match="no checkpoint"):
+        train("cpu", data_root=cifar_root, out=tmp_path / "none", resume=True, progress=False, **SMALL)
+    train("cpu", data_root=cifar_root, out=tmp_path / "r", seed=0, progress=False, epochs=1, batch_size=20, test_limit=20)
+    with pytest.raises(zoo.ZooError, match="other settings"):
+        train("cpu", data_root=cifar_root, out=tmp_path / "r", seed=0, resume=True, progress=False, epochs=1,
+              batch_size=10, test_limit=20)
+
+
+def test_missing_cifar_offline_names_the_folder(tmp_path):
+    with pytest.raises(zoo.ZooError, match=str(tmp_path / "cifar-10-batches-py")):
+        train("cpu", data_root=tmp_path, out=tmp_path / "o", progress=False)
+
+
+def test_cli_train_register_and_eval(cifar_root, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", "vit-cifar", "--data-root", cifar_root, "--out", out, "--epochs", 1, "--batch-size", 20,
+                     "--test-limit", 20, "--register", "my-vit")
+    assert result.exit_code == 0, result.output
+    assert "Registered 'my-vit'" in result.output
+    assert zoo.info("my-vit").weights.path == str(out.resolve())
+    result = run_cli("eval", "my-vit", "--dataset", "cifar10", "--data-root", cifar_root)
+    assert result.exit_code == 0
+    from zoo.datasets import get_dataset
+
+    expected = accuracy(zoo.load("my-vit"), get_dataset("cifar10", cifar_root))
+    assert f"top-1 {expected['top1']:.4f}, top-5 {expected['top5']:.4f}" in result.output
+
+
+def test_ddp_gloo_two_processes(cifar_root, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "zoo", "train", "vit-cifar", "--data-root", str(cifar_root), "--out", str(out), "--epochs", "1",
+               "--batch-size", "20", "--test-limit", "20", "--device", "cpu"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and len(metrics["epochs"]) == 1
+    assert zoo.load("vit-cifar", weights=out).classify(cifar10_sample().items[:2], top_k=1)

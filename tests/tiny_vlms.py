@@ -1,0 +1,64 @@
+"""Tiny, randomly initialised vision-language models with offline-built tokenizers, saved like real ones."""
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+CORPUS = [
+    "What does the image describe?", "Describe in detail what is shown in the image.",
+    "Describe with a paragraph what is shown in the image.", "What is the text in the image?",
+    "What is the text in the image, with regions?", "Locate the objects with category name in the image.",
+    "Locate the objects in the image, with their descriptions.", "Locate the phrases in the caption: a cat",
+    "Which of these is shown in the image? Answer with one of: airplane, automobile, bird, cat, deer, dog, frog.",
+    "a photo of a cat dog bird frog horse ship truck airplane automobile deer. How many dogs do you see?",
+    "Describe this video. Describe this image. A car parked on a street, 你好 用中文回答",
+]
+
+
+def byte_level_bpe(special, added, vocab_size=500):
+    bpe = Tokenizer(models.BPE(unk_token=special[-1] if "<unk>" in special else None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(CORPUS * 3, trainer)
+    bpe.add_special_tokens(added)
+    return bpe
+
+
+def florence2(path, seed=0):
+    """A Florence-2 with DaViT and BART of a few thousand parameters, and its processor."""
+    from transformers import (BartTokenizer, CLIPImageProcessor, Florence2Config, Florence2ForConditionalGeneration,
+                              Florence2Processor)
+
+    added = [f"<loc_{i}>" for i in range(1000)] + ["<od>", "</od>", "<ocr>", "</ocr>", "<poly>", "</poly>", "<sep>",
+                                                   "<image>"]
+    bpe = byte_level_bpe(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], added)
+    tok = BartTokenizer(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                        mask_token="<mask>", extra_special_tokens={"image_token": "<image>"})
+    # 64x64 pixels through four stride-2+ stages: 2x2 tokens, plus one pooled token.
+    images = CLIPImageProcessor(size={"height": 64, "width": 64}, do_center_crop=False, resample=3,
+                                image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], image_seq_length=5)
+    # Real checkpoints ship this in processor_config.json; the parser refuses tasks missing from it.
+    parsers = {task: {} for task in ("ocr", "phrase_grounding", "pure_text", "description_with_bboxes",
+                                     "description_with_polygons", "polygons", "bboxes",
+                                     "description_with_bboxes_or_polygons")}
+    processor = Florence2Processor(image_processor=images, tokenizer=tok, post_processor_config=parsers)
+    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=tok.eos_token_id)
+    config = Florence2Config(
+        text_config=dict(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                         max_position_embeddings=256, **ids),
+        vision_config=dict(depths=[1, 1, 1, 1], embed_dim=[16, 16, 32, 32], num_heads=[1, 1, 2, 2],
+                           num_groups=[1, 1, 2, 2], window_size=2, projection_dim=32),
+        image_token_id=tok.image_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Florence2ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # random weights that write text rather than stopping at once
+        model.get_output_embeddings().weight[tok.eos_token_id] *= 0
+        for p in model.parameters():
+            p.mul_(4) if p.ndim == 2 else None
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path

@@ -1,0 +1,191 @@
+"""zoo bench: accuracy and speed of any set of models on one dataset, side by side, kept in SQLite."""
+
+import platform
+import resource
+import time
+import uuid
+from datetime import datetime, timezone
+
+from . import api, results
+from .datasets import get_dataset
+from .errors import ZooError
+from .evaluate import predict, score
+from .probe import cached_features, knn_predict, linear_logits, train_linear
+
+PROTOCOLS = ("auto", "head", "probe", "knn", "zero-shot")
+LATENCY_RUNS = 20
+
+
+class Table:
+    """Benchmark rows: print it, save it (csv/json/md), or turn it into a pandas DataFrame."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __str__(self):
+        from .cli import table
+
+        columns = results.SUMMARY
+        return table([[results.fmt(r.get(c), c) for c in columns] for r in self.rows], [c.upper() for c in columns])
+
+    def to_pandas(self):
+        from .errors import require
+
+        return require("pandas", "dev").DataFrame(self.rows)
+
+    def save(self, path):
+        from pathlib import Path
+
+        results.export(self.rows, Path(path).suffix.lstrip(".") or "csv", path)
+
+
+def choose_protocol(model, classes, requested):
+    """The model's natural route to the dataset's labels, or the requested one when it can take it."""
+    own = set(getattr(model, "labels", None) or ())
+    open_vocab = getattr(model, "open_vocabulary", False)
+    routes = []
+    if model.supports("classify") and own >= set(classes) and not open_vocab:
+        routes.append("head")
+    if model.supports("classify") and open_vocab:
+        routes.append("zero-shot")
+    if model.supports("embed"):
+        routes += ["probe", "knn"]
+    if requested == "auto":
+        if not routes:
+            raise ZooError(f"{model.name} has no route to these labels: it cannot classify them or embed images.")
+        return routes[0]
+    if requested not in routes:
+        raise ZooError(f"{model.name} cannot be benchmarked with --protocol {requested}; it supports: "
+                       f"{', '.join(routes) or 'none'}.")
+    return requested
+
+
+def evaluate_model(model, protocol, data, train_split, *, batch_size, on_batch):
+    """(top-5 class predictions per test image, seconds spent predicting them)."""
+    import torch
+
+    if protocol in ("head", "zero-shot"):
+        started = time.perf_counter()
+        labels = list(data.classes) if protocol == "zero-shot" else None
+        predictions = predict(model, data, batch_size=batch_size, labels=labels, on_batch=on_batch)
+        return predictions, time.perf_counter() - started
+    train = train_split()
+    train_f = cached_features(model, train, batch_size=batch_size)
+    started = time.perf_counter()
+    test_f = []
+    for start in range(0, len(data), batch_size):
+        test_f.append(model.embed(data.items[start:start + batch_size]))
+        on_batch(len(test_f[-1]))
+    test_f = torch.cat(test_f)
+    elapsed = time.perf_counter() - started
+    if protocol == "probe":
+        scores = linear_logits(train_linear(train_f, train.targets, len(train.classes)), test_f)
+    else:
+        scores = knn_predict(train_f, train.targets, test_f, len(train.classes))
+    return scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist(), elapsed
+
+
+def latency_ms(model, protocol, item, runs=LATENCY_RUNS):
+    """p50 and p95 of single-image calls, after one warm-up call."""
+    import numpy as np
+
+    call = (lambda: model.embed([item])) if protocol in ("probe", "knn") else (lambda: model.classify([item], top_k=1))
+    call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def peak_memory_mb(device):
+    import torch
+
+    if device is not None and device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS (Linux: KiB)
+
+
+def versions():
+    import importlib.metadata as md
+
+    found = {"python": platform.python_version()}
+    for package in ("zoo", "torch", "timm", "transformers"):
+        try:
+            found[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def bench_one(name, data, train_split, *, protocol, batch_size, device, dtype, progress):
+    import torch
+    from tqdm import tqdm
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    model = api.load(name, device=device, dtype=dtype)
+    load_time = time.perf_counter() - started
+    if hasattr(model, "batch_size"):
+        model.batch_size = batch_size
+    route = choose_protocol(model, data.classes, protocol)
+    with tqdm(total=len(data), desc=f"{name} ({route})", disable=not progress, leave=False) as bar:
+        predictions, seconds = evaluate_model(model, route, data, train_split, batch_size=batch_size,
+                                              on_batch=bar.update)
+    p50, p95 = latency_ms(model, route, data.items[0])
+    module = getattr(model, "module", None)
+    params = sum(p.numel() for p in module.parameters()) if module is not None else model.record.params
+    dev = getattr(model, "device", None)
+    return {
+        **score(predictions, data.targets, data.classes), "protocol": route, "status": "ok",
+        "throughput": len(data) / seconds, "latency_p50_ms": p50, "latency_p95_ms": p95,
+        "peak_memory_mb": peak_memory_mb(dev), "params": params, "load_time_s": load_time,
+        "device": str(dev) if dev is not None else None, "dtype": str(getattr(model, "dtype", "")).replace("torch.", ""),
+        "attention": getattr(model, "attention", None), "batch_size": getattr(model, "batch_size", batch_size),
+    }
+
+
+def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=None, protocol="auto", batch_size=64,
+            device=None, dtype=None, seed=0, db=None, progress=False, train_limit=5000, on_row=None):
+    """Benchmark each model on one dataset; every finished row is saved before the next model starts."""
+    if protocol not in PROTOCOLS:
+        raise ZooError(f"Unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    if not models:
+        raise ZooError("Name at least one model to benchmark.")
+    for name in models:
+        api.info(name)  # unknown names fail before any work
+    data = get_dataset(dataset, data_root, split).subset(limit, seed)
+    loaded = {}
+
+    def train_split():
+        """The training images for probes and k-NN, read once and only when a model needs them."""
+        if "train" not in loaded:
+            loaded["train"] = get_dataset(dataset, data_root, "train").subset(train_limit, seed)
+        return loaded["train"]
+
+    run_id, rows = uuid.uuid4().hex[:12], []
+    for name in models:
+        base = {"run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "model": name, "dataset": data.name, "split": data.split, "n": len(data), "limit_n": limit,
+                "seed": seed, "versions": versions()}
+        try:
+            row = {**base, **bench_one(name, data, train_split, protocol=protocol, batch_size=batch_size, device=device,
+                                       dtype=dtype, progress=progress)}
+        except Exception as e:  # a failing model gets a row with the reason; the others still run
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            row = {**base, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+        results.save_row(row, db)
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return Table(rows)
+
