@@ -91,11 +91,15 @@ def evaluate_model(model, protocol, data, train_split, *, batch_size, on_batch):
     return scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist(), elapsed
 
 
-def latency_ms(model, protocol, item, runs=LATENCY_RUNS):
-    """p50 and p95 of single-image calls, after one warm-up call."""
+def latency_ms(model, protocol, item, classes, runs=LATENCY_RUNS):
+    """p50 and p95 of single-image calls on the protocol's route, after one warm-up call."""
     import numpy as np
 
-    call = (lambda: model.embed([item])) if protocol in ("probe", "knn") else (lambda: model.classify([item], top_k=1))
+    labels = list(classes) if protocol == "zero-shot" else None
+    if protocol in ("probe", "knn"):
+        call = lambda: model.embed([item])  # noqa: E731
+    else:
+        call = lambda: model.classify([item], top_k=1, labels=labels)  # noqa: E731
     call()
     times = []
     for _ in range(runs):
@@ -140,14 +144,12 @@ def bench_one(name, data, train_split, *, protocol, batch_size, device, dtype, p
     with tqdm(total=len(data), desc=f"{name} ({route})", disable=not progress, leave=False) as bar:
         predictions, seconds = evaluate_model(model, route, data, train_split, batch_size=batch_size,
                                               on_batch=bar.update)
-    p50, p95 = latency_ms(model, route, data.items[0])
-    module = getattr(model, "module", None)
-    params = sum(p.numel() for p in module.parameters()) if module is not None else model.record.params
+    p50, p95 = latency_ms(model, route, data.items[0], data.classes)
     dev = getattr(model, "device", None)
     return {
         **score(predictions, data.targets, data.classes), "protocol": route, "status": "ok",
         "throughput": len(data) / seconds, "latency_p50_ms": p50, "latency_p95_ms": p95,
-        "peak_memory_mb": peak_memory_mb(dev), "params": params, "load_time_s": load_time,
+        "peak_memory_mb": peak_memory_mb(dev), "params": model.param_count(), "load_time_s": load_time,
         "device": str(dev) if dev is not None else None, "dtype": str(getattr(model, "dtype", "")).replace("torch.", ""),
         "attention": getattr(model, "attention", None), "batch_size": getattr(model, "batch_size", batch_size),
     }

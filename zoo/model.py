@@ -36,6 +36,13 @@ class Model:
         self.record = record
         self.name = record.name
 
+    def param_count(self):
+        """Parameters of the loaded network (the record's published figure when unknown)."""
+        network = getattr(self, "module", None) or getattr(self, "model", None)
+        if network is not None and hasattr(network, "parameters"):
+            return sum(p.numel() for p in network.parameters())
+        return self.record.params
+
     def supports(self, capability):
         return capability in self.capabilities
 

@@ -127,6 +127,9 @@ class ProbeModel(Model):
         super().__init__(record)
         self.backbone, self.head, self.labels = backbone, head, tuple(labels)
 
+    def param_count(self):
+        return self.backbone.param_count() + self.head["weight"].numel() + self.head["bias"].numel()
+
     def embed(self, images, **options):
         return self.backbone.embed(images, **options)
 

@@ -42,7 +42,7 @@ def register_loaders(register):
 
 @zoo.hookimpl
 def register_commands(cli):
-    from .train import PRESETS
+    from .presets import PRESETS
 
     @cli.command()
     @click.argument("name", type=click.Choice(["vit-cifar"]))

@@ -1,0 +1,113 @@
+"""The CLI: exact output, JSON, errors as one line with a non-zero exit, and no torch at start-up."""
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from zoo.cli import build_cli
+from zoo.registry import builtin_registry_path
+
+
+def zoo_cli(*args):
+    return CliRunner().invoke(build_cli(), [str(a) for a in args])
+
+
+def test_list_exact():
+    result = zoo_cli("list", "dino-*")
+    assert result.exit_code == 0
+    assert result.output == (
+        "NAME         PLUGIN  TASKS  PARAMS\n"
+        "dino-vitb8   timm    embed  85.8M\n"
+        "dino-vitb16  timm    embed  85.8M\n"
+        "dino-vits8   timm    embed  21.7M\n"
+        "dino-vits16  timm    embed  21.7M\n"
+    )
+    data = json.loads(zoo_cli("list", "--task", "describe", "--json").output)
+    assert [d["name"] for d in data][:2] == ["florence-2-base", "florence-2-base-ft"]
+
+
+def test_info_exact():
+    result = zoo_cli("info", "mae-vitb16")
+    assert result.exit_code == 0
+    assert result.output == (
+        "name:         mae-vitb16\n"
+        "plugin:       timm\n"
+        "architecture: vit_base_patch16_224.mae\n"
+        "aliases:      vit_base_patch16_224.mae\n"
+        "weights:      hf=timm/vit_base_patch16_224.mae, filename=model.safetensors\n"
+        "preprocess:   input_size=[3, 224, 224], mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], "
+        "interpolation=bicubic, crop_pct=0.9\n"
+        "tasks:        embed\n"
+        "license:      cc-by-nc-4.0\n"
+        "paper:        https://arxiv.org/abs/2111.06377\n"
+        "params:       85800000\n"
+        "metrics:      imagenet_finetuned_top1=83.6\n"
+        "description:  MAE self-supervised ViT encoder: no classifier head; use embed or zoo probe\n"
+        f"source:       {builtin_registry_path()}\n"
+    )
+    assert json.loads(zoo_cli("info", "vit-cifar", "--json").output)["labels"] == "cifar10"
+
+
+def test_classify_table_and_json(samples):
+    result = zoo_cli("classify", "vit-cifar", samples / "frog.png", "--top-k", "2")
+    lines = result.output.splitlines()
+    assert result.exit_code == 0 and lines[0].split() == ["INPUT", "RANK", "LABEL", "SCORE"] and len(lines) == 3
+    assert lines[1].split()[2] == "frog"
+    data = json.loads(zoo_cli("classify", "vit-cifar", samples / "frog.png", "--top-k", "1", "--json").output)
+    assert data[0]["predictions"][0]["label"] == "frog" and 0 < data[0]["predictions"][0]["score"] <= 1
+    result = zoo_cli("classify", "vit-cifar", samples / "frog.png", "--labels", "frog,cat", "--json")
+    assert {p["label"] for p in json.loads(result.output)[0]["predictions"]} == {"frog", "cat"}
+
+
+def test_embed_writes_safetensors_and_npy(samples, tmp_path):
+    result = zoo_cli("embed", "vit-cifar", samples / "cat.png", samples / "dog.png", "--out", tmp_path / "e.safetensors")
+    assert result.exit_code == 0 and result.output == f"Wrote (2, 128) embeddings from vit-cifar to {tmp_path / 'e.safetensors'}\n"
+    assert load_file(tmp_path / "e.safetensors")["embeddings"].shape == (2, 128)
+    assert zoo_cli("embed", "vit-cifar", samples / "cat.png", "--out", tmp_path / "e.npy").exit_code == 0
+    result = zoo_cli("embed", "vit-cifar", samples / "cat.png", "--out", tmp_path / "e.txt")
+    assert result.exit_code == 1 and "use a .safetensors or .npy" in result.output
+
+
+def test_errors_are_one_line_with_exit_1(samples, tmp_path):
+    cases = [
+        (["classify", "vit-cifra", samples / "cat.png"], "Error: Unknown model 'vit-cifra'. Did you mean: vit-cifar,"),
+        (["classify", "vit-cifar", tmp_path / "missing.png"], f"Error: Image file not found: {tmp_path / 'missing.png'}"),
+        (["describe", "vit-cifar", samples / "cat.png"], "Error: Model 'vit-cifar' cannot describe."),
+        (["classify", "deit-tiny", samples / "cat.png"], "Error: Model 'deit-tiny': weights not found"),
+        (["eval", "vit-cifar", "--data-root", tmp_path], "Error: CIFAR-10 not found"),
+    ]
+    for args, start in cases:
+        result = zoo_cli(*args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(start) and result.output.count("\n") == 1, result.output
+        assert "Traceback" not in result.output
+
+
+def test_plugins_lists_hooks_and_failures():
+    result = zoo_cli("plugins")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0].split() == ["PLUGIN", "PACKAGE", "HOOKS"]
+    assert any(line.startswith("vit_cifar ") and "register_commands, register_loaders" in line
+               for line in result.output.splitlines())
+    data = json.loads(zoo_cli("plugins", "--json").output)
+    assert data["failures"] == [] and {"timm", "florence2", "qwen2vl", "example"} <= {p["name"] for p in data["plugins"]}
+
+
+def test_help_and_list_do_not_import_torch():
+    code = ("import sys, runpy; sys.argv = ['zoo'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('zoo', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'timm') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    for args in (["--help"], ["list"], ["info", "deit-tiny"], ["plugins"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True).stdout
+        assert out.strip().endswith("HEAVY []"), (args, out[-300:])
+
+
+def test_cli_exit_code_and_stderr_from_a_real_process(samples):
+    done = subprocess.run([sys.executable, "-m", "zoo", "classify", "nope", str(samples / "cat.png")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["Error: Unknown model 'nope'. Run 'zoo list' to see every model."]

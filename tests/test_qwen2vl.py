@@ -1,0 +1,150 @@
+"""Qwen2-VL on a tiny random model with an offline tokenizer, loaded through the real weights path."""
+
+import av
+import numpy as np
+import pytest
+import torch
+from qwen_vl_utils import process_vision_info
+from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+import tiny_vlms
+import zoo
+from zoo_qwen2vl import CLASSIFY_PROMPT
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_vlms.qwen2_vl(tmp_path_factory.mktemp("qwen2vl"))
+
+
+@pytest.fixture
+def model(tiny):
+    return zoo.load("qwen2-vl-2b-instruct", weights=tiny, batch_size=2, min_pixels=28 * 28 * 4,
+                    max_pixels=28 * 28 * 16)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A real 2-second mp4 written with PyAV."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(16):
+            frame = np.zeros((48, 64, 3), np.uint8)
+            frame[..., i % 3] = 40 + 10 * i
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def plain_generate(tiny, messages, max_new_tokens):
+    """The original design's usage: apply_chat_template + process_vision_info + generate."""
+    plain = Qwen2VLForConditionalGeneration.from_pretrained(tiny).eval()
+    processor = AutoProcessor.from_pretrained(tiny)
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    images, videos = process_vision_info(messages)
+    inputs = processor(text=[text], images=images, videos=videos, padding=True, return_tensors="pt")
+    ids = plain.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0].strip()
+
+
+def test_describe_equals_plain_generate(tiny, model, samples):
+    image = str(samples / "cat.png")
+    messages = [{"role": "user", "content": [
+        {"type": "image", "image": image, "min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 16},
+        {"type": "text", "text": "How many dogs do you see? Reply in Chinese."}]}]
+    expected = plain_generate(tiny, messages, 8)
+    assert model.describe(image, prompt="How many dogs do you see? Reply in Chinese.", max_new_tokens=8) == [expected]
+    assert model.describe(messages, max_new_tokens=8) == [expected]  # the original chat format, as it is
+
+
+def test_batched_with_left_padding_equals_one_by_one(model, samples):
+    paths = [samples / "cat.png", samples / "dog.png", samples / "ship.png"]
+    prompts = ["Describe this image.", "What is it?", "How many dogs do you see? Reply in Chinese."]
+    batch = model.describe(paths, prompt=prompts, max_new_tokens=6)
+    assert batch == [model.describe(p, prompt=q, max_new_tokens=6)[0] for p, q in zip(paths, prompts)]
+
+
+def test_several_images_in_one_message(tiny, model, samples):
+    pair = [str(samples / "cat.png"), str(samples / "dog.png")]
+    messages = [{"role": "user", "content": [
+        *({"type": "image", "image": p, "min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 16} for p in pair),
+        {"type": "text", "text": "Compare them."}]}]
+    assert model.describe([pair], prompt="Compare them.", max_new_tokens=6) == [plain_generate(tiny, messages, 6)]
+
+
+def test_video_goes_through_pyav(tiny, model, clip):
+    from zoo_qwen2vl.video import read_frames
+
+    frames, fps = read_frames(clip, nframes=4)
+    assert len(frames) == 4 and frames[0].size == (64, 48) and fps == pytest.approx(2.0)
+    frames, fps = read_frames(clip, fps=2.0)
+    assert len(frames) == 4  # 2 s at 2 frames per second
+    text = model.describe(clip, max_new_tokens=6)
+    assert len(text) == 1 and isinstance(text[0], str)
+    messages = [{"role": "user", "content": [{"type": "video", "video": str(clip)},
+                                             {"type": "text", "text": "Describe this video."}]}]
+    assert model.describe(messages, max_new_tokens=6) == text
+
+
+def test_classify_equals_brute_force_per_label(model, samples):
+    labels = ["cat", "dog", "a red truck", "airplane"]
+    image = samples / "frog.png"
+    tok = model.processor.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    question = CLASSIFY_PROMPT.format(labels=", ".join(labels))
+    batch = model.encode([[{"role": "user", "content": [model.media(image), {"type": "text", "text": question}]}]])
+    prefix = batch["input_ids"].shape[1]
+    totals = []
+    for label in labels:  # one full forward pass per label, no shared cache
+        seq = tok(label, add_special_tokens=False).input_ids + [end]
+        full = dict(batch)
+        full["input_ids"] = torch.cat([batch["input_ids"], torch.tensor([seq])], 1)
+        full["attention_mask"] = torch.ones_like(full["input_ids"])
+        full["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros(1, len(seq), dtype=torch.int)],
+                                              1)
+        with torch.no_grad():
+            logits = model.model(**full).logits[0]
+        totals.append(sum(torch.log_softmax(logits[prefix - 1 + i], -1)[t].item() for i, t in enumerate(seq)))
+    expected = torch.softmax(torch.tensor(totals), 0)
+    result = model.classify(image, labels=labels, top_k=4)[0]
+    for p in result:
+        assert p.score == pytest.approx(expected[labels.index(p.label)].item(), abs=1e-4)
+    assert [p.label for p in result] == [labels[i] for i in expected.argsort(descending=True)]
+    batch = model.classify([image, samples / "cat.png"], labels=labels, top_k=4)
+    assert [p.label for p in batch[0]] == [p.label for p in result]
+
+
+def test_stream_yields_the_same_text(model, samples):
+    streamed = "".join(model.stream(samples / "cat.png", max_new_tokens=6)).strip()
+    assert streamed == model.describe(samples / "cat.png", max_new_tokens=6)[0]
+
+
+def test_record_pixel_budgets_are_defaults_a_call_overrides(tiny):
+    record = zoo.info("qwen2-vl-2b-instruct")
+    assert record.model_args == {"min_pixels": 200704, "max_pixels": 1003520}
+    assert record.weights.revision == "895c3a49bc3fa70a340399125c650a463535e71c"
+    assert zoo.load("qwen2-vl-2b-instruct", weights=tiny).pixels == {"min_pixels": 200704, "max_pixels": 1003520}
+    assert zoo.load("qwen2-vl-2b-instruct", weights=tiny, max_pixels=3136).pixels["max_pixels"] == 3136
+
+
+def test_bad_inputs(model, samples, tmp_path):
+    with pytest.raises(zoo.BadInput, match="Video file not found"):
+        model.describe(tmp_path / "missing.mp4")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    with pytest.raises(zoo.BadInput, match="not a readable video"):
+        model.describe(corrupt)
+    with pytest.raises(zoo.BadInput, match="prompt list is empty"):
+        model.describe([samples / "cat.png"], prompt=[])
+    with pytest.raises(zoo.BadInput, match="2 prompts for 1 inputs"):
+        model.describe([samples / "cat.png"], prompt=["a", "b"])
+    with pytest.raises(zoo.BadInput, match="No inputs"):
+        model.describe([])
+    with pytest.raises(zoo.BadInput, match="labels you give"):
+        model.classify(samples / "cat.png")
+    with pytest.raises(zoo.BadInput, match="URLs need the network"):
+        model.describe("https://example.com/cat.png")
+    with pytest.raises(zoo.BadInput, match="not found"):
+        model.describe(tmp_path / "missing.png")
