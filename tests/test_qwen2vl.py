@@ -116,6 +116,14 @@ def test_classify_equals_brute_force_per_label(model, samples):
     assert [p.label for p in batch[0]] == [p.label for p in result]
 
 
+def test_static_cache_decodes_the_same_tokens(tiny, model, samples):
+    fast = zoo.load("qwen2-vl-2b-instruct", weights=tiny, static_cache=True, min_pixels=28 * 28 * 4,
+                    max_pixels=28 * 28 * 16)
+    assert fast.model.generation_config.cache_implementation == "static"
+    paths = [samples / "cat.png", samples / "dog.png"]
+    assert fast.describe(paths, max_new_tokens=6) == model.describe(paths, max_new_tokens=6)
+
+
 def test_stream_yields_the_same_text(model, samples):
     streamed = "".join(model.stream(samples / "cat.png", max_new_tokens=6)).strip()
     assert streamed == model.describe(samples / "cat.png", max_new_tokens=6)[0]

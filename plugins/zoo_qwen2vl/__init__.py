@@ -178,13 +178,22 @@ class Qwen2VL(zoo.Model):
         return vlm.predictions(scores, labels, top_k)
 
 
-def load(record, weights, *, device=None, dtype=None, attention=None, batch_size=8, **options):
+def load(record, weights, *, device=None, dtype=None, attention=None, batch_size=8, static_cache=False,
+         compile=False, **options):
+    """`static_cache` preallocates the KV cache; `compile` adds torch.compile (CUDA graphs) for fast decoding."""
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
     defaults = {**record.model_args, **options}  # min_pixels, max_pixels, fps, nframes
     model, processor, device, dtype, attention = vlm.load_pretrained(
         Qwen2VLForConditionalGeneration, AutoProcessor, record, weights, device=device, dtype=dtype,
         attention=attention)
+    if static_cache or compile:
+        # Fixed shapes per step are what let torch.compile capture the decode step once and replay it.
+        model.generation_config.cache_implementation = "static"
+    if compile:
+        import torch
+
+        model.forward = torch.compile(model.forward, mode="reduce-overhead")
     return Qwen2VL(record, model, processor, device=device, dtype=dtype, attention=attention, batch_size=batch_size,
                    **defaults)
 
