@@ -6,13 +6,13 @@ from PIL import Image
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
 import zoo
-import tiny_vlms
+from zoo import testing
 from zoo_florence2 import DESCRIBE_TASKS, detections
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return tiny_vlms.florence2(tmp_path_factory.mktemp("florence2"))
+    return testing.florence2(tmp_path_factory.mktemp("florence2"))
 
 
 @pytest.fixture

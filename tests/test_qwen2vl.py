@@ -7,14 +7,14 @@ import torch
 from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-import tiny_vlms
+from zoo import testing
 import zoo
 from zoo_qwen2vl import CLASSIFY_PROMPT
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return tiny_vlms.qwen2_vl(tmp_path_factory.mktemp("qwen2vl"))
+    return testing.qwen2_vl(tmp_path_factory.mktemp("qwen2vl"))
 
 
 @pytest.fixture

@@ -1,0 +1,107 @@
+"""zoo's timm embed/classify throughput against raw timm, in the same run (random weights).
+
+Raw timm is the reference usage: timm.create_model + bf16 autocast (CUDA), eval, fixed batches. zoo is measured
+twice: from uint8 pixels already on the device (resize done), and end to end from encoded JPEG files
+(decode, resize, normalise, forward). Raw timm end to end decodes with PIL and timm's own transform.
+
+    python benchmarks/timm_throughput.py --models deit_tiny_patch16_224 deit_small_patch16_224 --batch-size 256
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from timm.data import create_transform, resolve_data_config
+
+import zoo
+
+
+def timed(fn, repeats):
+    fn()  # warm-up (and torch.compile, when on)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def bench(arch, args, folder):
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    raw = timm.create_model(arch, pretrained=False).eval().to(device)
+    weights = folder / f"{arch}.safetensors"
+    save_file({k: v.contiguous().cpu() for k, v in raw.state_dict().items()}, str(weights))
+    model = zoo.load(f"timm:{arch}", weights=weights, device=str(device), batch_size=args.batch_size,
+                     compile=args.compile)
+    size = model.preprocess.input_size[1:]
+    n = args.batch_size
+
+    x = torch.randn(n, 3, *size, device=device)
+    pixels = torch.randint(0, 256, (n, 3, *size), dtype=torch.uint8, device=device)
+
+    def raw_forward(batch):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            return raw(batch)
+
+    results = {"model": arch, "device": str(device), "batch_size": n}
+    seconds = timed(lambda: raw_forward(x), args.repeats)
+    results["raw_timm_img_s"] = n * args.repeats / seconds
+    seconds = timed(lambda: model.run_batches(pixels, model.module), args.repeats)
+    results["zoo_tensor_img_s"] = n * args.repeats / seconds
+
+    # End to end from encoded files: the same JPEGs for both.
+    files = []
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        path = folder / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)).save(path, quality=90)
+        files.append(path)
+    transform = create_transform(**resolve_data_config({}, model=raw))
+
+    def raw_from_files():
+        batch = torch.stack([transform(Image.open(f).convert("RGB")) for f in files]).to(device)
+        return raw_forward(batch)
+
+    results["raw_timm_files_img_s"] = n * args.files_repeats / timed(raw_from_files, args.files_repeats)
+    results["zoo_files_img_s"] = n * args.files_repeats / timed(lambda: model.classify(files, top_k=1),
+                                                                args.files_repeats)
+    results["tensor_ratio"] = results["zoo_tensor_img_s"] / results["raw_timm_img_s"]
+    results["files_ratio"] = results["zoo_files_img_s"] / results["raw_timm_files_img_s"]
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["deit_tiny_patch16_224", "deit_small_patch16_224",
+                                                        "deit_base_patch16_224", "beit_base_patch16_224"])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--files-repeats", type=int, default=3)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile zoo's module")
+    parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for arch in args.models:
+            rows.append(bench(arch, args, Path(folder)))
+            r = rows[-1]
+            print(f"{arch}: raw {r['raw_timm_img_s']:.1f} img/s, zoo {r['zoo_tensor_img_s']:.1f} "
+                  f"({r['tensor_ratio']:.2f}x); from files raw {r['raw_timm_files_img_s']:.1f}, "
+                  f"zoo {r['zoo_files_img_s']:.1f} ({r['files_ratio']:.2f}x)", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
