@@ -124,7 +124,7 @@ def _fetch_hf(record, w, offline):
         raise MissingWeights(
             f"Model {record.name!r}: weights not found in {where}, and downloads are off "
             "(ZOO_OFFLINE or HF_HUB_OFFLINE). Pass weights=PATH (a file or a save_pretrained directory), "
-            f"or run once with the network: huggingface-cli download {w.hf}"
+            f"or run once with the network: hf download {w.hf}" + (f" --revision {w.revision}" if w.revision else "")
         )
     try:
         return Path(snapshot_download(w.hf, revision=w.revision, allow_patterns=patterns))

@@ -1,0 +1,50 @@
+"""Train vit-cifar presets and record accuracy and wall time (the figures in docs/benchmarks.md).
+
+    python benchmarks/vit_cifar.py --preset best --data-root ../shared/data --out docs/benchmarks/vit-cifar-best.json
+    torchrun --nproc_per_node 8 benchmarks/vit_cifar.py --preset best ...
+
+Wall time covers the whole run (data loading, compilation, every epoch's evaluation); the metrics file also
+holds the training-only time and the per-epoch curve.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from zoo_vit_cifar.train import train
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-dir", type=Path, default=None, help="Training output [runs/bench-PRESET].")
+    parser.add_argument("--out", type=Path, default=None, help="Write the summary JSON here.")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    metrics = train(args.preset, data_root=args.data_root, out=args.run_dir or Path(f"runs/bench-{args.preset}"),
+                    seed=args.seed, epochs=args.epochs)
+    if metrics is None:  # not rank 0
+        return
+    summary = {
+        "preset": args.preset, "epochs": len(metrics["epochs"]), "test_top1": metrics["test_top1"],
+        "test_top5": metrics["test_top5"], "wall_time_s": round(time.perf_counter() - started, 1),
+        "train_time_s": metrics["train_time_s"], "processes": metrics["processes"], "device": metrics["device"],
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "final_train_loss": metrics["epochs"][-1]["train_loss"],
+    }
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
