@@ -7,15 +7,11 @@ classify over the 10 CIFAR-10 labels.
     python benchmarks/florence2_speed.py --size base --images 32 --batch-size 16 --new-tokens 32
 """
 
-import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from common import parser, random_images, report, timed
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
 import zoo
@@ -23,21 +19,13 @@ from zoo import testing
 from zoo.labels import CIFAR10
 
 
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=list(testing.FLORENCE2_SIZES), default="base")
-    parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help="float32 or bfloat16 [bf16 on CUDA]")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--size", choices=list(testing.FLORENCE2_SIZES), default="base")
+    options.add_argument("--images", type=int, default=32)
+    options.add_argument("--batch-size", type=int, default=16)
+    options.add_argument("--new-tokens", type=int, default=32)
+    args = options.parse_args()
 
     folder = Path(tempfile.mkdtemp())
     testing.florence2(folder, size=args.size)
@@ -45,8 +33,7 @@ def main():
                      batch_size=args.batch_size)
     # Fixed-length generation on both paths, so tokens/s compare like for like.
     model.model.generation_config.min_new_tokens = args.new_tokens
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) for _ in range(args.images)]
+    images = random_images(args.images, 480, 640)
 
     plain = Florence2ForConditionalGeneration.from_pretrained(folder, dtype=model.dtype).to(model.device).eval()
     plain.generation_config.min_new_tokens = args.new_tokens
@@ -63,13 +50,6 @@ def main():
             texts.append(processor.post_process_generation(text, task="<CAPTION>", image_size=image.size)["<CAPTION>"])
         return texts
 
-    def timed(fn):
-        sync()
-        start = time.perf_counter()
-        out = fn()
-        sync()
-        return out, time.perf_counter() - start
-
     model.describe(images[:2], max_new_tokens=4)  # warm-up
     plain_texts, plain_s = timed(one_at_a_time)
     zoo_texts, zoo_s = timed(lambda: model.describe(images, max_new_tokens=args.new_tokens))
@@ -80,9 +60,7 @@ def main():
         "plain_img_s": args.images / plain_s, "zoo_img_s": args.images / zoo_s, "speedup": plain_s / zoo_s,
         "identical_outputs": plain_texts == zoo_texts, "classify_10_labels_img_s": args.images / classify_s,
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+    report(result, args.out)
 
 
 if __name__ == "__main__":

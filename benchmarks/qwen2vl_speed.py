@@ -8,15 +8,11 @@ tokens; greedy. In float32 it also checks that zoo's greedy tokens equal plain g
     python benchmarks/qwen2vl_speed.py --size 2b --new-tokens 128 --batch-size 8 --compile
 """
 
-import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from common import parser, random_images, report, timed
 
 import zoo
 from zoo import testing
@@ -25,38 +21,20 @@ from zoo.labels import CIFAR10
 PROMPT = "Describe this image in detail: the objects, their colours, their positions, and what is happening."
 
 
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn):
-    sync()
-    start = time.perf_counter()
-    out = fn()
-    sync()
-    return out, time.perf_counter() - start
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=list(testing.QWEN2_VL_SIZES), default="2b")
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--classify-images", type=int, default=16)
-    parser.add_argument("--compile", action="store_true", help="static cache + torch.compile for zoo")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help="float32 or bfloat16 [bf16 on CUDA]")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument("--size", choices=list(testing.QWEN2_VL_SIZES), default="2b")
+    options.add_argument("--new-tokens", type=int, default=128)
+    options.add_argument("--batch-size", type=int, default=8)
+    options.add_argument("--classify-images", type=int, default=16)
+    options.add_argument("--compile", action="store_true", help="static cache + torch.compile for zoo")
+    args = options.parse_args()
 
     folder = Path(tempfile.mkdtemp())
     testing.qwen2_vl(folder, size=args.size)
     side = 448 if args.size == "2b" else 112
     pixels = {"min_pixels": side * side, "max_pixels": side * side}
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
-              for _ in range(max(args.batch_size, args.classify_images))]
+    images = random_images(max(args.batch_size, args.classify_images), side, side)
 
     plain = zoo.load("qwen2-vl-2b-instruct", weights=folder, device=args.device, dtype=args.dtype, **pixels)
     fast = zoo.load("qwen2-vl-2b-instruct", weights=folder, device=args.device, dtype=args.dtype,
@@ -93,9 +71,7 @@ def main():
         "batched_tokens_s": args.batch_size * args.new_tokens / batch_s, "batch_size": args.batch_size,
         "classify_10_labels_img_s": args.classify_images / classify_s,
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+    report(result, args.out)
 
 
 if __name__ == "__main__":

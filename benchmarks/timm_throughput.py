@@ -7,10 +7,8 @@ twice: from uint8 pixels already on the device (resize done), and end to end fro
     python benchmarks/timm_throughput.py --models deit_tiny_patch16_224 deit_small_patch16_224 --batch-size 256
 """
 
-import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +16,16 @@ import timm
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+from common import parser, timed
 from timm.data import create_transform, resolve_data_config
 
 import zoo
 
 
-def timed(fn, repeats):
-    fn()  # warm-up (and torch.compile, when on)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def repeated(fn, repeats):
+    """Seconds for `repeats` calls, after one warm-up call (which also compiles, when on)."""
+    fn()
+    return timed(lambda: [fn() for _ in range(repeats)])[1]
 
 
 def bench(arch, args, folder):
@@ -54,9 +47,9 @@ def bench(arch, args, folder):
             return raw(batch)
 
     results = {"model": arch, "device": str(device), "batch_size": n}
-    seconds = timed(lambda: raw_forward(x), args.repeats)
+    seconds = repeated(lambda: raw_forward(x), args.repeats)
     results["raw_timm_img_s"] = n * args.repeats / seconds
-    seconds = timed(lambda: model.run_batches(pixels, model.module), args.repeats)
+    seconds = repeated(lambda: model.run_batches(pixels, model.module), args.repeats)
     results["zoo_tensor_img_s"] = n * args.repeats / seconds
 
     # End to end from encoded files: the same JPEGs for both.
@@ -72,25 +65,23 @@ def bench(arch, args, folder):
         batch = torch.stack([transform(Image.open(f).convert("RGB")) for f in files]).to(device)
         return raw_forward(batch)
 
-    results["raw_timm_files_img_s"] = n * args.files_repeats / timed(raw_from_files, args.files_repeats)
-    results["zoo_files_img_s"] = n * args.files_repeats / timed(lambda: model.classify(files, top_k=1),
-                                                                args.files_repeats)
+    results["raw_timm_files_img_s"] = n * args.files_repeats / repeated(raw_from_files, args.files_repeats)
+    results["zoo_files_img_s"] = n * args.files_repeats / repeated(lambda: model.classify(files, top_k=1),
+                                                                   args.files_repeats)
     results["tensor_ratio"] = results["zoo_tensor_img_s"] / results["raw_timm_img_s"]
     results["files_ratio"] = results["zoo_files_img_s"] / results["raw_timm_files_img_s"]
     return results
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["deit_tiny_patch16_224", "deit_small_patch16_224",
+    options = parser(__doc__)
+    options.add_argument("--models", nargs="+", default=["deit_tiny_patch16_224", "deit_small_patch16_224",
                                                         "deit_base_patch16_224", "beit_base_patch16_224"])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--files-repeats", type=int, default=3)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--compile", action="store_true", help="torch.compile zoo's module")
-    parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
-    args = parser.parse_args()
+    options.add_argument("--batch-size", type=int, default=256)
+    options.add_argument("--repeats", type=int, default=20)
+    options.add_argument("--files-repeats", type=int, default=3)
+    options.add_argument("--compile", action="store_true", help="torch.compile zoo's module")
+    args = options.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for arch in args.models:

@@ -146,3 +146,8 @@ def test_image_folder_dataset(tmp_path, samples):
         shutil.copy(samples / f"{name}.png", tmp_path / "folder" / name / "a.png")
     row = bench.compare(["vit-cifar"], dataset=str(tmp_path / "folder")).rows[0]
     assert row["status"] == "ok" and row["n"] == 2 and row["protocol"] == "head"
+
+
+def test_table_to_pandas():
+    frame = run(["vit-cifar"], limit=10).to_pandas()
+    assert list(frame["model"]) == ["vit-cifar"] and frame.loc[0, "n"] == 10

@@ -95,3 +95,22 @@ def test_bad_inputs_through_a_model(tmp_path):
         model.embed(tmp_path / "missing.jpg")
     with pytest.raises(zoo.UnsupportedCapability, match="cannot describe.*florence-2-base"):
         model.describe(tmp_path / "x.png")
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_every_result(tmp_path, samples):
+    _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
+    model = zoo.load("deit-tiny", weights=path, batch_size=8, **TINY)
+    pixels = model.pixels([samples / "cat.png"] * 6)
+    expected = model.run_batches(pixels, model.features)
+    seen = []
+
+    def features_with_a_memory_limit(x):
+        seen.append(len(x))
+        if len(x) > 2:  # what torch raises when a CUDA allocation fails
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return model.features(x)
+
+    model.batch_size = 8
+    assert torch.allclose(model.run_batches(pixels, features_with_a_memory_limit), expected, atol=1e-5)
+    assert seen == [6, 4, 2, 2, 2]  # 8 (6 left) fails, 4 fails, then batches of 2
+    assert model.batch_size == 2

@@ -37,7 +37,7 @@ class Table:
     def to_pandas(self):
         from .errors import require
 
-        return require("pandas", "dev").DataFrame(self.rows)
+        return require("pandas", "dev").DataFrame(self.rows)  # pip install pandas (or 'zoo[dev]')
 
     def save(self, path):
         from pathlib import Path

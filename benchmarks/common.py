@@ -1,0 +1,44 @@
+"""What the benchmark scripts share: arguments, GPU-synchronised timing, random images, reporting."""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def parser(doc):
+    """An argument parser with the options every benchmark takes."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default=None, help="cpu or cuda [cuda when present]")
+    p.add_argument("--dtype", default=None, help="float32 or bfloat16 [bf16 on CUDA]")
+    p.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
+    return p
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn):
+    """(fn's result, seconds), with queued GPU work finished before and after."""
+    sync()
+    start = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - start
+
+
+def random_images(n, height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def report(result, out):
+    print(json.dumps(result, indent=2))
+    if out:
+        out.write_text(json.dumps(result, indent=2))
