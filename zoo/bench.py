@@ -29,7 +29,7 @@ class Table:
         return len(self.rows)
 
     def __str__(self):
-        from .cli import table
+        from .tables import table
 
         columns = results.SUMMARY
         return table([[results.fmt(r.get(c), c) for c in columns] for r in self.rows], [c.upper() for c in columns])

@@ -8,6 +8,7 @@ import click
 
 from . import api
 from .errors import ZooError
+from .tables import table
 
 
 class ZooGroup(click.Group):
@@ -17,15 +18,6 @@ class ZooGroup(click.Group):
         except ZooError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(1)
-
-
-def table(rows, headers):
-    """A plain, aligned text table."""
-    rows = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
 
 
 def emit_json(data):
@@ -219,8 +211,7 @@ def evaluate(name, dataset, data_root, split, limit, batch_size, device, dtype, 
     from .evaluate import accuracy
 
     data = get_dataset(dataset, data_root, split).subset(limit)
-    model = api.load(name, device=device, dtype=dtype, weights=weights)
-    result = accuracy(model, data, batch_size=batch_size)
+    result = accuracy(load_model(name, device, dtype, weights), data, batch_size=batch_size)
     click.echo(f"{name} on {data.name} {data.split} ({len(data)} images): "
                f"top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}")
 

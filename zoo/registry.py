@@ -143,6 +143,7 @@ def _build():
     call_each("register_loaders", register=register_loader)
     call_each("register_models", register=register_model)
     for path in user_registry_paths():
+        # The user file is optional; a file named in ZOO_REGISTRY must exist.
         if path.exists() or path != home() / "registry.yaml":
             for record, override in read_yaml_records(path):
                 reg.add(record, override=override)

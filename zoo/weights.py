@@ -67,7 +67,7 @@ def resolve_weights(record, offline):
     w = record.weights
     if w.path:
         path = Path(w.path).expanduser()
-        if not path.is_absolute() and record.source not in ("code",) and Path(record.source).exists():
+        if not path.is_absolute() and Path(record.source).is_file():
             path = Path(record.source).parent / path  # relative to the YAML file that names it
         if not path.exists():
             raise MissingWeights(f"Model {record.name!r}: its weights path {str(path)!r} does not exist.")
