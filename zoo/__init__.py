@@ -6,6 +6,7 @@ from .errors import (
     InvalidRecord,
     MissingDependency,
     MissingWeights,
+    PluginError,
     UnknownModel,
     UnsafeWeights,
     UnsupportedCapability,
@@ -27,8 +28,8 @@ def compare(models, *, dataset="cifar10", **options):
 
 
 __all__ = [
-    "BadInput", "Detection", "InvalidRecord", "MissingDependency", "MissingWeights", "Model",
-    "ModelRecord", "Prediction", "Preprocess", "UnknownModel", "UnsafeWeights", "UnsupportedCapability",
+    "BadInput", "Detection", "InvalidRecord", "MissingDependency", "MissingWeights", "Model", "ModelRecord",
+    "PluginError", "Prediction", "Preprocess", "UnknownModel", "UnsafeWeights", "UnsupportedCapability",
     "Weights", "ZooError", "compare", "hookimpl", "info", "list_models", "load", "register",
     "register_model",
 ]

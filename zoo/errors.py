@@ -54,6 +54,10 @@ class BadInput(ZooError):
     pass
 
 
+class PluginError(ZooError):
+    """A plugin implements a hook zoo does not have, or with the wrong arguments."""
+
+
 def require(module, extra):
     """Import an optional dependency, or explain which pip extra provides it."""
     import importlib

@@ -9,15 +9,11 @@ from importlib import metadata
 import pluggy
 
 from . import hookspecs
-from .errors import ZooError
+from .errors import PluginError
 
 ENTRY_POINT_GROUP = "zoo"
 # Core modules that implement hooks themselves: the weight resolver, the datasets, the probe.
 CORE_PLUGINS = ("zoo.weights", "zoo.datasets", "zoo.probe")
-
-
-class PluginError(ZooError):
-    pass
 
 
 @dataclass
