@@ -47,7 +47,7 @@ PRESETS = {
     "cpu": Recipe(
         model=dict(patch_size=4, dim=128, depth=4, heads=4, dim_head=32, mlp_ratio=2.0, dropout=0.0,
                    emb_dropout=0.0, drop_path=0.05, pool="mean"),
-        epochs=15, batch_size=256, lr=2e-3, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1,
+        epochs=30, batch_size=256, lr=2e-3, weight_decay=0.05, warmup_epochs=1, label_smoothing=0.1,
         crop=True, flip=True, bf16=False,
     ),
 }
