@@ -15,20 +15,20 @@ from common import parser, random_images, report, timed
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
 import zoo
-from zoo import testing
+from zoo_florence2 import testing as florence_testing
 from zoo.labels import CIFAR10
 
 
 def main():
     options = parser(__doc__)
-    options.add_argument("--size", choices=list(testing.FLORENCE2_SIZES), default="base")
+    options.add_argument("--size", choices=list(florence_testing.FLORENCE2_SIZES), default="base")
     options.add_argument("--images", type=int, default=32)
     options.add_argument("--batch-size", type=int, default=16)
     options.add_argument("--new-tokens", type=int, default=32)
     args = options.parse_args()
 
     folder = Path(tempfile.mkdtemp())
-    testing.florence2(folder, size=args.size)
+    florence_testing.florence2(folder, size=args.size)
     model = zoo.load("florence-2-base", weights=folder, device=args.device, dtype=args.dtype,
                      batch_size=args.batch_size)
     # Fixed-length generation on both paths, so tokens/s compare like for like.

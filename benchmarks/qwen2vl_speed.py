@@ -15,7 +15,7 @@ import torch
 from common import parser, random_images, report, timed
 
 import zoo
-from zoo import testing
+from zoo_qwen2vl import testing as qwen_testing
 from zoo.labels import CIFAR10
 
 PROMPT = "Describe this image in detail: the objects, their colours, their positions, and what is happening."
@@ -23,7 +23,7 @@ PROMPT = "Describe this image in detail: the objects, their colours, their posit
 
 def main():
     options = parser(__doc__)
-    options.add_argument("--size", choices=list(testing.QWEN2_VL_SIZES), default="2b")
+    options.add_argument("--size", choices=list(qwen_testing.QWEN2_VL_SIZES), default="2b")
     options.add_argument("--new-tokens", type=int, default=128)
     options.add_argument("--batch-size", type=int, default=8)
     options.add_argument("--classify-images", type=int, default=16)
@@ -31,7 +31,7 @@ def main():
     args = options.parse_args()
 
     folder = Path(tempfile.mkdtemp())
-    testing.qwen2_vl(folder, size=args.size)
+    qwen_testing.qwen2_vl(folder, size=args.size)
     side = 448 if args.size == "2b" else 112
     pixels = {"min_pixels": side * side, "max_pixels": side * side}
     images = random_images(max(args.batch_size, args.classify_images), side, side)

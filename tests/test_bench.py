@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
-from zoo import testing
+from zoo_florence2 import testing as florence_testing
 import zoo
 from zoo import bench, results
 from zoo.cli import build_cli
@@ -31,7 +31,7 @@ def tiny_deit(tmp_path):
 
 @pytest.fixture(scope="module")
 def florence_dir(tmp_path_factory):
-    return testing.florence2(tmp_path_factory.mktemp("florence"))
+    return florence_testing.florence2(tmp_path_factory.mktemp("florence"))
 
 
 @pytest.fixture

@@ -37,9 +37,6 @@ def test_info_exact():
         "plugin:       timm\n"
         "architecture: vit_base_patch16_224.mae\n"
         "aliases:      vit_base_patch16_224.mae\n"
-        "weights:      hf=timm/vit_base_patch16_224.mae, filename=model.safetensors\n"
-        "preprocess:   input_size=[3, 224, 224], mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], "
-        "interpolation=bicubic, crop_pct=0.9\n"
         "tasks:        embed\n"
         "license:      cc-by-nc-4.0\n"
         "paper:        https://arxiv.org/abs/2111.06377\n"
@@ -47,6 +44,8 @@ def test_info_exact():
         "metrics:      imagenet_finetuned_top1=83.6\n"
         "description:  MAE self-supervised ViT encoder: no classifier head; use embed or zoo probe\n"
         f"source:       {builtin_registry_path()}\n"
+        "options:      num_classes (int or None), global_pool (str or None), img_size (int or None), "
+        "model_args (dict or None)\n"
     )
     assert json.loads(zoo_cli("info", "vit-cifar", "--json").output)["labels"] == "cifar10"
 

@@ -6,13 +6,13 @@ from PIL import Image
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
 import zoo
-from zoo import testing
+from zoo_florence2 import testing as florence_testing
 from zoo_florence2 import DESCRIBE_TASKS, detections
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return testing.florence2(tmp_path_factory.mktemp("florence2"))
+    return florence_testing.florence2(tmp_path_factory.mktemp("florence2"))
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_detect_returns_boxes_in_input_pixels(model, samples, tmp_path):
 def test_bad_inputs(model, samples, tmp_path):
     with pytest.raises(zoo.BadInput, match="labels you give"):
         model.classify(samples / "cat.png")
-    with pytest.raises(zoo.BadInput, match="no describe task 'poem'"):
+    with pytest.raises(zoo.BadInput, match="task='poem' must be one of 'caption'"):
         model.describe(samples / "cat.png", task="poem")
     with pytest.raises(zoo.BadInput, match="needs a phrase"):
         model.detect(samples / "cat.png", task="phrase_grounding")

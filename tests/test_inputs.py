@@ -6,7 +6,13 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.inputs import load_images
+from zoo.inputs import load_image
+from zoo.streaming import check_not_empty, iter_inputs
+
+
+def load_images(inputs):
+    check_not_empty(inputs)
+    return [load_image(item) for item in iter_inputs(inputs)]
 
 
 def test_every_kind_decodes_to_the_same_pixels(samples):

@@ -12,9 +12,9 @@ from zoo.hookspecs import hookimpl
 
 def test_builtin_plugins_load_through_the_entry_point_group():
     names = {ep.name for ep in metadata.entry_points(group="zoo")}
-    assert {"vit_cifar", "timm", "florence2", "qwen2vl"} <= names
+    assert {"vit_cifar", "timm", "florence2", "qwen2vl", "datasets", "probe"} <= names
     loaded = {row["name"] for row in plugins.plugin_list()}
-    assert {"vit_cifar", "timm", "florence2", "qwen2vl", "zoo.weights", "zoo.datasets", "zoo.probe"} <= loaded
+    assert {"vit_cifar", "timm", "florence2", "qwen2vl", "zoo.weights", "datasets", "probe"} <= loaded
     assert plugins.failures == []
 
 

@@ -7,14 +7,14 @@ import torch
 from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-from zoo import testing
+from zoo_qwen2vl import testing as qwen_testing
 import zoo
 from zoo_qwen2vl import CLASSIFY_PROMPT
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return testing.qwen2_vl(tmp_path_factory.mktemp("qwen2vl"))
+    return qwen_testing.qwen2_vl(tmp_path_factory.mktemp("qwen2vl"))
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_classify_equals_brute_force_per_label(model, samples):
     tok = model.processor.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")
     question = CLASSIFY_PROMPT.format(labels=", ".join(labels))
-    batch = model.encode([[{"role": "user", "content": [model.media(image), {"type": "text", "text": question}]}]])
+    batch = model.encode([[{"role": "user", "content": [model.media(image), {"type": "text", "text": question}]}]], None)
     prefix = batch["input_ids"].shape[1]
     totals = []
     for label in labels:  # one full forward pass per label, no shared cache
@@ -125,7 +125,7 @@ def test_static_cache_decodes_the_same_tokens(tiny, model, samples):
 
 
 def test_stream_yields_the_same_text(model, samples):
-    streamed = "".join(model.stream(samples / "cat.png", max_new_tokens=6)).strip()
+    streamed = "".join(model.stream_text(samples / "cat.png", max_new_tokens=6)).strip()
     assert streamed == model.describe(samples / "cat.png", max_new_tokens=6)[0]
 
 
@@ -144,7 +144,7 @@ def test_bad_inputs(model, samples, tmp_path):
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     with pytest.raises(zoo.BadInput, match="not a readable video"):
         model.describe(corrupt)
-    with pytest.raises(zoo.BadInput, match="prompt list is empty"):
+    with pytest.raises(zoo.BadInput, match="0 prompts for 1 inputs"):
         model.describe([samples / "cat.png"], prompt=[])
     with pytest.raises(zoo.BadInput, match="2 prompts for 1 inputs"):
         model.describe([samples / "cat.png"], prompt=["a", "b"])

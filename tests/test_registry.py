@@ -33,7 +33,7 @@ def test_every_model_in_scope_has_a_valid_record():
     for name in SCOPE:
         record = zoo.info(name)
         assert record.tasks and record.license and record.paper and record.params, name
-        assert record.weights is not None, name
+        assert record.weights is not None or record.plugin == "timm", name  # timm's config names them
 
 
 def test_hub_records_pin_a_revision_or_a_file():

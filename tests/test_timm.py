@@ -21,16 +21,36 @@ def write_weights(arch, tmp_path, **kwargs):
     return module, path
 
 
-def test_every_catalogued_architecture_is_timm_pretrained_config():
-    """Preprocessing in registry.yaml equals timm's pretrained config, so they can never disagree."""
-    from zoo_timm import preprocess_of
-
+def test_records_hold_only_what_differs_from_timm():
+    """Built-in timm records carry no copy of timm's preprocessing, labels or weights location."""
     for name in TIMM_RECORDS:
         record = zoo.info(name)
         cfg = timm.models.get_pretrained_cfg(record.architecture)
-        assert record.preprocess == preprocess_of(cfg.to_dict()), name
-        assert record.weights.hf == cfg.hf_hub_id, name
+        assert record.preprocess is None and record.weights is None and record.labels is None, name
+        assert cfg.hf_hub_id, name
         assert ("classify" in record.tasks) == bool(cfg.num_classes), name
+
+
+def test_weights_location_comes_from_timm(tmp_path):
+    """Offline, the resolver names the hub repository timm's pretrained config gives."""
+    with pytest.raises(zoo.MissingWeights, match="timm/beit_base_patch16_224.in22k_ft_in22k_in1k"):
+        zoo.load("beit-base")
+
+
+def test_a_records_preprocess_wins(tmp_path, registry_file, samples):
+    _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY, img_size=64)
+    registry_file(f"""
+- name: small-deit
+  plugin: timm
+  architecture: deit_tiny_patch16_224.fb_in1k
+  model_args: {{img_size: 64, depth: 1, embed_dim: 32, num_heads: 2}}
+  weights: {{path: {path}}}
+  preprocess: {{input_size: 64, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], crop_pct: 1.0}}
+  tasks: [classify, embed]
+""")
+    model = zoo.load("small-deit")
+    assert model.preprocess.input_size == (3, 64, 64) and model.preprocess.mean == (0.5, 0.5, 0.5)
+    assert model.prepare(samples / "cat.png").shape == (3, 64, 64)
 
 
 @pytest.mark.parametrize("name", TIMM_RECORDS)
@@ -38,10 +58,12 @@ def test_contract_every_timm_record(name, tmp_path, samples):
     """Load with locally written (tiny) weights; outputs equal timm's own forward on timm's transform."""
     record = zoo.info(name)
     module, path = write_weights(record.architecture, tmp_path, **TINY)
-    model = zoo.load(name, weights=path, **TINY)
+    model = zoo.load(name, weights=path, model_args=TINY)
     assert model.capabilities == frozenset(record.tasks)
     image = Image.open(samples / "dog.png").convert("RGB")
     x = create_transform(**resolve_data_config({}, model=module))(image)[None]
+    # zoo's input tensor is timm's: uint8 resize and crop, then normalisation on the device.
+    assert torch.allclose(model.normalise(model.collate([model.prepare(image)])), x, atol=1e-5)
     with torch.inference_mode():
         expected_features = module.forward_head(module.forward_features(x), pre_logits=True)
         expected_logits = module(x)
@@ -59,7 +81,7 @@ def test_contract_every_timm_record(name, tmp_path, samples):
 
 def test_patch_tokens_drop_prefix_tokens(tmp_path, samples):
     _, path = write_weights("deit_tiny_distilled_patch16_224.fb_in1k", tmp_path, **TINY)
-    model = zoo.load("deit-tiny-distilled", weights=path, **TINY)
+    model = zoo.load("deit-tiny-distilled", weights=path, model_args=TINY)
     tokens = model.embed(samples / "cat.png", patch_tokens=True)
     assert tokens.shape == (1, 196, 32)  # 14x14 patches, CLS and distillation tokens dropped
 
@@ -67,8 +89,9 @@ def test_patch_tokens_drop_prefix_tokens(tmp_path, samples):
 def test_any_timm_model_by_prefix(tmp_path, samples):
     module, path = write_weights("test_vit.r160_in1k", tmp_path)
     record = zoo.info("timm:test_vit.r160_in1k")
-    assert record.weights.hf == "timm/test_vit.r160_in1k" and record.preprocess.input_size == (3, 160, 160)
+    assert record.architecture == "test_vit.r160_in1k" and record.tasks == ("classify", "embed")
     model = zoo.load("timm:test_vit.r160_in1k", weights=path)
+    assert model.preprocess.input_size == (3, 160, 160)
     assert model.classify(samples / "cat.png", top_k=1)[0][0].label in model.labels
     with pytest.raises(zoo.UnknownModel, match="timm:test_vit"):
         zoo.info("timm:test_vitt")
@@ -76,9 +99,11 @@ def test_any_timm_model_by_prefix(tmp_path, samples):
 
 def test_closed_set_labels_argument(tmp_path, samples):
     _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
-    model = zoo.load("deit-tiny", weights=path, **TINY)
-    result = model.classify(samples / "cat.png", labels=["tabby", "goldfish"])[0]
-    assert {p.label for p in result} == {"tabby", "goldfish"} and abs(sum(p.score for p in result) - 1) < 1e-5
+    model = zoo.load("deit-tiny", weights=path, model_args=TINY)
+    labels = ["tabby", "goldfish"]
+    result = model.classify(samples / "cat.png", labels=labels)[0]
+    assert {p.label for p in result} == set(labels) and abs(sum(p.score for p in result) - 1) < 1e-5
+    assert all(labels[p.index] == p.label for p in result)  # index: the position in the labels scored
     with pytest.raises(zoo.BadInput, match="closed-set"):
         model.classify(samples / "cat.png", labels=["spaceship"])
 
@@ -90,27 +115,27 @@ def test_offline_without_weights_says_how_to_provide_them():
 
 def test_bad_inputs_through_a_model(tmp_path):
     _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
-    model = zoo.load("deit-tiny", weights=path, **TINY)
+    model = zoo.load("deit-tiny", weights=path, model_args=TINY)
     with pytest.raises(zoo.BadInput, match="not found"):
         model.embed(tmp_path / "missing.jpg")
     with pytest.raises(zoo.UnsupportedCapability, match="cannot describe.*florence-2-base"):
         model.describe(tmp_path / "x.png")
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_every_result(tmp_path, samples):
+def test_out_of_memory_halves_the_batch_and_keeps_every_result(tmp_path, samples, monkeypatch):
     _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
-    model = zoo.load("deit-tiny", weights=path, batch_size=8, **TINY)
-    pixels = model.pixels([samples / "cat.png"] * 6)
-    expected = model.run_batches(pixels, model.features)
-    seen = []
+    model = zoo.load("deit-tiny", weights=path, batch_size=8, model_args=TINY)
+    inputs = [samples / "cat.png"] * 6
+    expected = model.embed(inputs)
+    seen, embed_batch = [], model.embed_batch
 
-    def features_with_a_memory_limit(x):
-        seen.append(len(x))
-        if len(x) > 2:  # what torch raises when a CUDA allocation fails
+    def embed_with_a_memory_limit(pixels, options):
+        seen.append(len(pixels))
+        if len(pixels) > 2:  # what torch raises when a CUDA allocation fails
             raise torch.OutOfMemoryError("CUDA out of memory")
-        return model.features(x)
+        return embed_batch(pixels, options)
 
-    model.batch_size = 8
-    assert torch.allclose(model.run_batches(pixels, features_with_a_memory_limit), expected, atol=1e-5)
-    assert seen == [6, 4, 2, 2, 2]  # 8 (6 left) fails, 4 fails, then batches of 2
+    monkeypatch.setattr(model, "embed_batch", embed_with_a_memory_limit)
+    assert torch.allclose(model.embed(inputs), expected, atol=1e-5)
+    assert seen == [6, 3, 2, 1, 3, 2, 1]  # 6 fails, each half of 3 fails, then 2 + 1 twice
     assert model.batch_size == 2

@@ -14,6 +14,9 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .model import Detection, Model, Prediction
+from .runtime import Runtime
+from .vision import ImageModel
+from .vlm import VisionLanguageModel
 from .records import ModelRecord, Preprocess, Weights
 from .registry import register
 
@@ -29,7 +32,7 @@ def compare(models, *, dataset="cifar10", **options):
 
 __all__ = [
     "BadInput", "Detection", "InvalidRecord", "MissingDependency", "MissingWeights", "Model", "ModelRecord",
-    "PluginError", "Prediction", "Preprocess", "UnknownModel", "UnsafeWeights", "UnsupportedCapability",
-    "Weights", "ZooError", "compare", "hookimpl", "info", "list_models", "load", "register",
-    "register_model",
+    "ImageModel", "PluginError", "Prediction", "Preprocess", "Runtime", "UnknownModel", "UnsafeWeights",
+    "UnsupportedCapability", "VisionLanguageModel", "Weights", "ZooError", "compare", "hookimpl", "info",
+    "list_models", "load", "register", "register_model",
 ]

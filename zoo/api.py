@@ -1,17 +1,43 @@
-"""The Python API: load, list_models, info, register, register_model."""
+"""The Python API: load, list_models, info, register_model."""
 
+import dataclasses
+
+from .options import from_signature, given, validate
 from .registry import register, registry
+from .runtime import make_runtime
 from .weights import resolve
 
 
-def load(name, *, device=None, dtype=None, weights=None, **overrides):
-    """A ready model. `weights` (a file or directory) replaces the record's source."""
+def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compile=False, attention=None,
+         device_map=None, workers=None, **model_options):
+    """A ready model.
+
+    Runtime options are the same for every model: `weights` (a file or folder replacing the record's source),
+    `device`, `dtype`, `batch_size`, `compile`, `attention`, `device_map`, `workers` (decoding threads).
+    Anything else is a model option, checked against the model's declared `Options` before any work.
+    """
     record = registry().get(name)
     loader = registry().loader_for(record)
-    path = resolve(record, weights)
-    model = loader(record, path, device=device, dtype=dtype, **overrides)
-    model.weights_path = path
-    return model
+    options = model_options_of(loader, record, model_options)
+    runtime = make_runtime(device=device, dtype=dtype, batch_size=batch_size, compile=compile, attention=attention,
+                           device_map=device_map, workers=workers)
+    return loader.load(record, resolve(record, weights), runtime, options)
+
+
+def model_options_of(loader, record, values):
+    """The loader's Options from `values`; the record's model_args that name an option are its defaults."""
+    names = {f.name for f in dataclasses.fields(loader.Options)}
+    defaults = {k: v for k, v in record.model_args.items() if k in names}
+    return validate(loader.Options, {**defaults, **values}, record.name)
+
+
+def check_options(name, capability=None, model_options=None, call_options=None):
+    """Check a model's load options (and one call's options) without loading it: the CLI fails fast."""
+    record = registry().get(name)
+    loader = registry().loader_for(record)
+    model_options_of(loader, record, model_options or {})
+    if capability is not None:
+        validate(loader.options_for(capability), call_options or {}, f"{record.name}.{capability}")
 
 
 def list_models(pattern=None, *, task=None, plugin=None):
@@ -27,33 +53,45 @@ def info(name):
 def register_model(name, **fields):
     """Decorator: register a builder that returns an nn.Module (logits from forward) or a zoo Model.
 
+    The builder's keyword arguments are the model's options: zoo.load("my-net", width=32).
+
     @zoo.register_model("my-net", labels=["cat", "dog"], preprocess={"input_size": 64})
-    def my_net():
-        return MyNet()
+    def my_net(width=16):
+        return MyNet(width)
     """
 
     override = fields.pop("override", False)
 
     def decorate(builder):
         record = {"name": name, "plugin": "code", "architecture": builder.__qualname__, **fields}
-        register(record, loader=_builder_loader(builder), override=override)
+        register(record, loader=BuilderLoader(builder), override=override)
         return builder
 
     return decorate
 
 
-def _builder_loader(builder):
-    def load_built(record, weights, *, device=None, dtype=None, **overrides):
+class BuilderLoader:
+    """Loads a model registered in code from its builder function."""
+
+    def __init__(self, builder):
+        self.builder = builder
+        self.Options = from_signature(builder, {}, f"{builder.__name__}_options")
+
+    @staticmethod
+    def options_for(capability):
+        from .vision import ImageModel
+
+        return ImageModel.options_for(capability)
+
+    def load(self, record, weights, runtime, options):
         from .labels import resolve_labels
         from .model import Model
         from .vision import ImageModel
         from .weights import load_state_dict
 
-        built = builder(**{**record.model_args, **overrides})
+        built = self.builder(**given(options))
         if isinstance(built, Model):
             return built
         if weights is not None:
             built.load_state_dict(load_state_dict(weights))
-        return ImageModel(record, built, labels=resolve_labels(record.labels), device=device, dtype=dtype)
-
-    return load_built
+        return ImageModel(record, runtime, built, labels=resolve_labels(record.labels), weights_path=weights)

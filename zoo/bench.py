@@ -47,8 +47,8 @@ class Table:
 
 def choose_protocol(model, classes, requested):
     """The model's natural route to the dataset's labels, or the requested one when it can take it."""
-    own = set(getattr(model, "labels", None) or ())
-    open_vocab = getattr(model, "open_vocabulary", False)
+    own = set(model.labels or ())
+    open_vocab = model.open_vocabulary
     routes = []
     if model.supports("classify") and own >= set(classes) and not open_vocab:
         routes.append("head")
@@ -66,23 +66,17 @@ def choose_protocol(model, classes, requested):
     return requested
 
 
-def evaluate_model(model, protocol, data, train_split, *, batch_size, on_batch):
+def evaluate_model(model, protocol, data, train_split, *, progress):
     """(top-5 class predictions per test image, seconds spent predicting them)."""
-    import torch
-
     if protocol in ("head", "zero-shot"):
         started = time.perf_counter()
         labels = list(data.classes) if protocol == "zero-shot" else None
-        predictions = predict(model, data, batch_size=batch_size, labels=labels, on_batch=on_batch)
+        predictions = predict(model, data, labels=labels, progress=progress)
         return predictions, time.perf_counter() - started
     train = train_split()
-    train_f = cached_features(model, train, batch_size=batch_size)
+    train_f = cached_features(model, train, progress=progress)
     started = time.perf_counter()
-    test_f = []
-    for start in range(0, len(data), batch_size):
-        test_f.append(model.embed(data.items[start:start + batch_size]))
-        on_batch(len(test_f[-1]))
-    test_f = torch.cat(test_f)
+    test_f = model.embed(data.items, progress=progress)
     elapsed = time.perf_counter() - started
     if protocol == "probe":
         scores = linear_logits(train_linear(train_f, train.targets, len(train.classes)), test_f)
@@ -112,7 +106,7 @@ def latency_ms(model, protocol, item, classes, runs=LATENCY_RUNS):
 def peak_memory_mb(device):
     import torch
 
-    if device is not None and device.type == "cuda":
+    if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS (Linux: KiB)
 
@@ -131,31 +125,25 @@ def versions():
 
 def bench_one(name, data, train_split, *, protocol, batch_size, device, dtype, progress):
     import torch
-    from tqdm import tqdm
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    model = api.load(name, device=device, dtype=dtype)
+    model = api.load(name, device=device, dtype=dtype, batch_size=batch_size)
     load_time = time.perf_counter() - started
-    if hasattr(model, "batch_size"):
-        model.batch_size = batch_size
     route = choose_protocol(model, data.classes, protocol)
-    with tqdm(total=len(data), desc=f"{name} ({route})", disable=not progress, leave=False) as bar:
-        predictions, seconds = evaluate_model(model, route, data, train_split, batch_size=batch_size,
-                                              on_batch=bar.update)
+    predictions, seconds = evaluate_model(model, route, data, train_split, progress=progress)
     p50, p95 = latency_ms(model, route, data.items[0], data.classes)
-    dev = getattr(model, "device", None)
     return {
         **score(predictions, data.targets, data.classes), "protocol": route, "status": "ok",
         "throughput": len(data) / seconds, "latency_p50_ms": p50, "latency_p95_ms": p95,
-        "peak_memory_mb": peak_memory_mb(dev), "params": model.param_count(), "load_time_s": load_time,
-        "device": str(dev) if dev is not None else None, "dtype": str(getattr(model, "dtype", "")).replace("torch.", ""),
-        "attention": getattr(model, "attention", None), "batch_size": getattr(model, "batch_size", batch_size),
+        "peak_memory_mb": peak_memory_mb(model.device), "params": model.param_count(), "load_time_s": load_time,
+        "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
+        "attention": model.attention, "batch_size": model.batch_size,
     }
 
 
-def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=None, protocol="auto", batch_size=64,
+def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=None, protocol="auto", batch_size=None,
             device=None, dtype=None, seed=0, db=None, progress=False, train_limit=5000, on_row=None):
     """Benchmark each model on one dataset; every finished row is saved before the next model starts."""
     if protocol not in PROTOCOLS:

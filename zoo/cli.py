@@ -12,6 +12,21 @@ from .tables import table
 
 
 class ZooGroup(click.Group):
+    """The zoo command group: ZooErrors become one line and exit 1; command names have one owner."""
+
+    owner = "zoo"  # the plugin whose register_commands hook is running
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .plugins import Names
+
+        self.names = Names("command")
+
+    def add_command(self, cmd, name=None):
+        name = name or cmd.name
+        self.names.add(name, cmd, self.owner, override=getattr(cmd, "override", False))
+        super().add_command(cmd, name)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -33,15 +48,27 @@ def human_count(n):
     return str(n)
 
 
-def load_option(f):
-    """--device, --dtype and --weights, shared by the commands that load a model."""
+def load_options(f):
+    """The options of every command that loads a model: where it runs, its weights, its model options."""
+    f = click.option("-o", "--option", "model_options", multiple=True, metavar="KEY=VALUE",
+                     help="A model option (repeatable); 'zoo info NAME' and the plugin docs list them.")(f)
+    f = click.option("--batch-size", type=int, default=None, help="Inputs per batch [the model's default].")(f)
     f = click.option("--weights", type=click.Path(), default=None, help="Local weights file or folder.")(f)
     f = click.option("--dtype", default=None, help="float32, bfloat16 or float16 [bf16 on CUDA, else fp32]")(f)
     return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present]")(f)
 
 
-def load_model(name, device, dtype, weights):
-    return api.load(name, device=device, dtype=dtype, weights=weights)
+def load_model(name, load, capability=None, call_options=None):
+    """Check the model options (and the call's) before loading anything, then load the model."""
+    from .options import parse_assignments
+
+    model_options = parse_assignments(load.pop("model_options", ()))
+    api.check_options(name, capability, model_options, call_options)
+    return api.load(name, **load, **model_options)
+
+
+def given(**options):
+    return {k: v for k, v in options.items() if v is not None}
 
 
 @click.group(cls=ZooGroup)
@@ -68,11 +95,15 @@ def list_command(pattern, task, plugin, as_json):
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 def info(name, as_json):
-    """Show a model's record."""
-    record = api.info(name).to_dict()
+    """Show a model's record and the model options it takes (-o KEY=VALUE)."""
+    from .options import listing
+    from .registry import registry
+
+    record = api.info(name)
+    options = listing(registry().loader_for(record).Options) if record.plugin in registry().loaders else None
     if as_json:
-        return emit_json(record)
-    for key, value in record.items():
+        return emit_json({**record.to_dict(), "options": options})
+    for key, value in {**record.to_dict(), "options": options}.items():
         if value in (None, [], {}):
             continue
         if isinstance(value, dict):
@@ -85,15 +116,14 @@ def info(name, as_json):
 @cli.command()
 @click.argument("name")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--top-k", default=5, show_default=True)
+@click.option("--top-k", type=int, default=None, help="How many predictions per input [5].")
 @click.option("--labels", default=None, help="Comma-separated label names to choose among.")
 @click.option("--json", "as_json", is_flag=True)
-@load_option
-def classify(name, inputs, top_k, labels, as_json, device, dtype, weights):
+@load_options
+def classify(name, inputs, top_k, labels, as_json, **load):
     """Classify images: top-K labels with probabilities."""
-    model = load_model(name, device, dtype, weights)
-    label_list = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
-    results = model.classify(list(inputs), top_k=top_k, labels=label_list)
+    options = given(top_k=top_k, labels=[s.strip() for s in labels.split(",") if s.strip()] if labels else None)
+    results = load_model(name, load, "classify", options).classify(list(inputs), **options)
     if as_json:
         return emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in zip(inputs, results)])
     rows = [(i, rank + 1, p.label, f"{p.score:.4f}") for i, r in zip(inputs, results) for rank, p in enumerate(r)]
@@ -105,20 +135,18 @@ def classify(name, inputs, top_k, labels, as_json, device, dtype, weights):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--prompt", default=None, help="A question or instruction about each input.")
 @click.option("--task", default=None, help="A model-specific task (Florence-2: caption, detailed_caption, ocr ...).")
-@click.option("--max-new-tokens", default=128, show_default=True)
+@click.option("--max-new-tokens", type=int, default=None, help="Longest answer in tokens [128].")
 @click.option("--stream/--no-stream", default=None, help="Print tokens as they come [on for one input in a terminal].")
 @click.option("--json", "as_json", is_flag=True)
-@load_option
-def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, device, dtype, weights):
+@load_options
+def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load):
     """Describe images or videos (captions, OCR, answers to --prompt)."""
-    model = load_model(name, device, dtype, weights)
-    options = {"prompt": prompt, "max_new_tokens": max_new_tokens}
-    if task:
-        options["task"] = task
+    options = given(prompt=prompt, task=task, max_new_tokens=max_new_tokens)
+    model = load_model(name, load, "describe", options)
     if stream is None:
         stream = len(inputs) == 1 and sys.stdout.isatty() and not as_json
-    if stream and hasattr(model, "stream"):
-        for piece in model.stream(inputs[0], **options):
+    if stream and hasattr(model, "stream_text"):
+        for piece in model.stream_text(inputs[0], **options):
             click.echo(piece, nl=False)
         return click.echo()
     texts = model.describe(list(inputs), **options)
@@ -133,14 +161,15 @@ def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, device
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(), required=True, help="A .safetensors or .npy file.")
 @click.option("--patch-tokens", is_flag=True, help="Patch tokens instead of the pooled embedding.")
-@load_option
-def embed(name, inputs, out, patch_tokens, device, dtype, weights):
+@load_options
+def embed(name, inputs, out, patch_tokens, **load):
     """Write one embedding row per input to --out."""
     out = Path(out)
     if out.suffix not in (".safetensors", ".npy"):
         raise ZooError(f"--out {out}: use a .safetensors or .npy file name.")
-    model = load_model(name, device, dtype, weights)
-    vectors = model.embed(list(inputs), **({"patch_tokens": True} if patch_tokens else {}))
+    options = {"patch_tokens": True} if patch_tokens else {}
+    model = load_model(name, load, "embed", options)
+    vectors = model.embed(list(inputs), **options)
     from .files import atomic_path
 
     with atomic_path(out) as tmp:
@@ -164,12 +193,11 @@ def embed(name, inputs, out, patch_tokens, device, dtype, weights):
 @click.option("--phrase", default=None, help="The text to ground (phrase_grounding).")
 @click.option("--draw", type=click.Path(), default=None, help="Save each image with its boxes into this folder.")
 @click.option("--json", "as_json", is_flag=True)
-@load_option
-def detect(name, inputs, task, phrase, draw, as_json, device, dtype, weights):
+@load_options
+def detect(name, inputs, task, phrase, draw, as_json, **load):
     """Detect objects or regions: boxes in pixel coordinates with labels."""
-    model = load_model(name, device, dtype, weights)
-    options = {k: v for k, v in (("task", task), ("phrase", phrase)) if v}
-    results = model.detect(list(inputs), **options)
+    options = given(task=task, phrase=phrase)
+    results = load_model(name, load, "detect", options).detect(list(inputs), **options)
     if draw:
         from .drawing import draw_detections
 
@@ -202,16 +230,19 @@ def plugins(as_json):
 @click.option("--dataset", default="cifar10", show_default=True)
 @click.option("--data-root", type=click.Path(), default=None)
 @click.option("--split", default="test", show_default=True)
-@click.option("--limit", type=int, default=None, help="A seeded random subset of N images.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@load_option
-def evaluate(name, dataset, data_root, split, limit, batch_size, device, dtype, weights):
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="A seeded random subset of N images.")
+@click.option("--json", "as_json", is_flag=True)
+@load_options
+def evaluate(name, dataset, data_root, split, limit, as_json, **load):
     """Top-1/top-5 accuracy of a classifier on a dataset."""
     from .datasets import get_dataset
     from .evaluate import accuracy
 
+    model = load_model(name, load, "classify", {})
     data = get_dataset(dataset, data_root, split).subset(limit)
-    result = accuracy(load_model(name, device, dtype, weights), data, batch_size=batch_size)
+    result = accuracy(model, data, progress=None if as_json else sys.stderr.isatty())
+    if as_json:
+        return emit_json({"model": name, "dataset": data.name, "split": data.split, "n": len(data), **result})
     click.echo(f"{name} on {data.name} {data.split} ({len(data)} images): "
                f"top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}")
 
@@ -226,7 +257,7 @@ def evaluate(name, dataset, data_root, split, limit, batch_size, device, dtype, 
 @click.option("--protocol", type=click.Choice(["auto", "head", "probe", "knn", "zero-shot"]), default="auto",
               show_default=True)
 @click.option("--train-limit", type=int, default=5000, show_default=True, help="Training images for probe/k-NN.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[each model's default]")
 @click.option("--device", default=None)
 @click.option("--dtype", default=None)
 @click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
@@ -270,8 +301,9 @@ def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit,
 @click.option("--last", type=int, default=None, help="Only the newest N runs.")
 @click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
 @click.option("--export", "export_format", type=click.Choice(["csv", "json", "md"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
 @click.argument("file", required=False, type=click.Path())
-def results(dataset, model, last, db, export_format, file):
+def results(dataset, model, last, db, export_format, as_json, file):
     """List kept benchmark results (DELTA: top-1 change from the model's previous run); or --export FORMAT FILE."""
     from . import results as store
 
@@ -281,7 +313,10 @@ def results(dataset, model, last, db, export_format, file):
             raise ZooError("--export needs a FILE to write, e.g. zoo results --export csv results.csv")
         store.export(rows, export_format, file)
         return click.echo(f"Wrote {len(rows)} rows to {file}")
+    if as_json:
+        return emit_json(rows)
     columns = ["created_at", "run_id", "model", "dataset", "protocol", "n", "top1", "delta_top1", "throughput", "status"]
+    columns += ["error"] if any(r["error"] for r in rows) else []
     click.echo(table([[store.fmt(r.get(c), c) for c in columns] for r in rows],
                      [c.upper().replace("DELTA_TOP1", "DELTA") for c in columns]))
 
@@ -289,7 +324,12 @@ def results(dataset, model, last, db, export_format, file):
 def build_cli():
     from .plugins import call_each
 
-    call_each("register_commands", cli=cli)
+    def arguments(owner):
+        cli.owner = owner
+        return {"cli": cli}
+
+    call_each("register_commands", arguments)
+    cli.owner = "zoo"
     return cli
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from .errors import UnknownDataset, ZooError
 from .hookspecs import hookimpl
 from .labels import CIFAR10
-from .weights import offline
+from .config import offline
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CIFAR_DIR = "cifar-10-batches-py"
@@ -121,11 +121,13 @@ def register_datasets(register):
 
 
 def dataset_factories():
-    from .plugins import call_each
+    """name -> factory from every plugin; a name another plugin registered is refused (and reported)."""
+    from .plugins import Names, call_each
 
-    factories = {}
-    call_each("register_datasets", register=lambda name, fn: factories.__setitem__(name, fn))
-    return factories
+    factories = Names("dataset")
+    call_each("register_datasets", lambda owner: {
+        "register": lambda name, fn, override=False: factories.add(name, fn, owner, override)})
+    return factories.values
 
 
 def get_dataset(name, root=None, split="test"):

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from .inputs import flatten, load_image
+from .inputs import load_image
+from .streaming import iter_inputs
 
 
 def draw_detections(inputs, results, folder):
@@ -13,7 +14,7 @@ def draw_detections(inputs, results, folder):
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for number, (item, detections) in enumerate(zip(flatten(inputs), results)):
+    for number, (item, detections) in enumerate(zip(iter_inputs(inputs), results)):
         image = load_image(item)
         pen = ImageDraw.Draw(image)
         for d in detections:

@@ -3,17 +3,11 @@
 from .errors import ZooError
 
 
-def predict(model, data, *, batch_size=64, labels=None, on_batch=None):
-    """Top-5 dataset-class indices for every item, from model.classify in batches."""
+def predict(model, data, *, labels=None, progress=None):
+    """Top-5 dataset-class indices for every item, streamed through model.classify_stream."""
     index = {name: i for i, name in enumerate(data.classes)}
-    predictions = []
-    for start in range(0, len(data), batch_size):
-        batch = data.items[start:start + batch_size]
-        for result in model.classify(batch, top_k=5, labels=labels):
-            predictions.append([index[p.label] for p in result if p.label in index])
-        if on_batch:
-            on_batch(len(batch))
-    return predictions
+    return [[index[p.label] for p in result if p.label in index]
+            for result in model.classify_stream(data.items, top_k=5, labels=labels, progress=progress)]
 
 
 def score(predictions, targets, classes):
@@ -34,5 +28,5 @@ def score(predictions, targets, classes):
     return {"top1": top1 / n, "top5": top5 / n, "n": n, "per_class": per_class, "confusion": confusion}
 
 
-def accuracy(model, data, *, batch_size=64, labels=None, on_batch=None):
-    return score(predict(model, data, batch_size=batch_size, labels=labels, on_batch=on_batch), data.targets, data.classes)
+def accuracy(model, data, *, labels=None, progress=None):
+    return score(predict(model, data, labels=labels, progress=progress), data.targets, data.classes)

@@ -3,30 +3,13 @@
 from pathlib import Path
 
 from .errors import BadInput
+from .streaming import is_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def is_video(item):
     return isinstance(item, (str, Path)) and Path(item).suffix.lower() in VIDEO_SUFFIXES
-
-
-def flatten(inputs):
-    """One input or a list of them (a batch) -> a flat list; an NCHW tensor is N inputs."""
-    if isinstance(inputs, (list, tuple)):
-        if not inputs:
-            raise BadInput("No inputs given: pass an image, a path, or a non-empty list of them.")
-        items = []
-        for item in inputs:
-            items.extend(flatten(item) if _is_tensor(item) and item.ndim == 4 else [item])
-        return items
-    if _is_tensor(inputs) and inputs.ndim == 4:
-        return list(inputs)
-    return [inputs]
-
-
-def load_images(inputs):
-    return [load_image(item) for item in flatten(inputs)]
 
 
 def load_image(item):
@@ -36,7 +19,7 @@ def load_image(item):
         return item.convert("RGB")
     if isinstance(item, (str, Path)):
         return _open(Path(item))
-    if _is_tensor(item):
+    if is_tensor(item):
         return _from_tensor(item)
     if type(item).__module__ == "numpy":
         return _from_array(item)
@@ -80,13 +63,9 @@ def _from_tensor(tensor):
         raise BadInput(f"A tensor image must be CHW (or NCHW) with 1 or 3 channels; got shape {tuple(tensor.shape)}.")
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point():
-        if tensor.min() < 0 or tensor.max() > 1:
-            raise BadInput("A float tensor image must hold values in [0, 1]; pass uint8 for 0..255.")
+        if not tensor.isfinite().all() or tensor.min() < 0 or tensor.max() > 1:
+            raise BadInput("A float tensor image must hold finite values in [0, 1]; pass uint8 for 0..255.")
         tensor = (tensor * 255).round().to(torch.uint8)
     elif tensor.dtype != torch.uint8:
         raise BadInput(f"A tensor image must be uint8 or float in [0, 1]; got {tensor.dtype}.")
     return _from_array(tensor.permute(1, 2, 0).numpy())
-
-
-def _is_tensor(item):
-    return type(item).__module__.startswith("torch") and hasattr(item, "ndim")

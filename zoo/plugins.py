@@ -12,8 +12,8 @@ from . import hookspecs
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "zoo"
-# Core modules that implement hooks themselves: the weight resolver, the datasets, the probe.
-CORE_PLUGINS = ("zoo.weights", "zoo.datasets", "zoo.probe")
+# The core module that implements a hook itself: the built-in weight resolver.
+CORE_PLUGINS = ("zoo.weights",)
 
 
 @dataclass
@@ -21,6 +21,26 @@ class PluginFailure:
     plugin: str
     stage: str
     error: str
+
+
+class Names:
+    """Names plugins register (loaders, datasets, commands): a name owned by another plugin is refused."""
+
+    def __init__(self, kind):
+        self.kind, self.values, self.owners = kind, {}, {}
+
+    def add(self, name, value, owner, override=False):
+        holder = self.owners.get(name)
+        if holder is not None and holder != owner and not override:
+            raise PluginError(f"Plugin {owner!r} registers the {self.kind} {name!r}, which plugin {holder!r} "
+                              "already registered. Rename it, or pass override=True to replace it on purpose.")
+        self.values[name], self.owners[name] = value, owner
+
+    def __contains__(self, name):
+        return name in self.values
+
+    def __getitem__(self, name):
+        return self.values[name]
 
 
 def _manager():
@@ -44,6 +64,9 @@ def reset():
 def register_plugin(plugin, name=None):
     """Register a module or object of hook implementations; a misspelt hook is a PluginError."""
     name = name or getattr(plugin, "__name__", None) or repr(plugin)
+    if pm.has_plugin(name) and pm.get_plugin(name) is not plugin:
+        raise PluginError(f"Two plugins are named {name!r}; the second ({plugin!r}) was not loaded. Rename its "
+                          "entry point.")
     if pm.has_plugin(name):
         return
     try:
@@ -77,7 +100,7 @@ def load_plugins():
             continue
         try:
             register_plugin(ep.load(), name=ep.name)
-        except Exception as e:  # a broken plugin is reported, never fatal
+        except (Exception, SystemExit) as e:  # a broken plugin is reported, never fatal
             report_failure(ep.name, "import", e)
     return pm
 
@@ -87,14 +110,19 @@ def report_failure(plugin, stage, error):
     warnings.warn(f"zoo plugin {plugin!r} failed during {stage}: {error}", stacklevel=3)
 
 
-def call_each(hook_name, **kwargs):
-    """Call every implementation of a hook on its own, so one plugin's error spares the rest."""
+def call_each(hook_name, arguments):
+    """Call every implementation of a hook on its own, so one plugin's error spares the rest.
+
+    arguments(plugin_name) gives the hook's keyword arguments for that plugin (its register functions
+    know who registers).
+    """
     load_plugins()
     hook = getattr(pm.hook, hook_name)
     for impl in reversed(hook.get_hookimpls()):  # registration order
         try:
+            kwargs = arguments(impl.plugin_name)
             impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             report_failure(impl.plugin_name, hook_name, e)
 
 

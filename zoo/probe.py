@@ -4,33 +4,42 @@ import hashlib
 import json
 from pathlib import Path
 
+from .config import home
 from .datasets import get_dataset
-from .errors import ZooError
 from .files import atomic_path, write_text
 from .hookspecs import hookimpl
+from .errors import ZooError
 from .model import Model
-from .weights import home
 
 PLUGIN = "probe"
 
 
-def cached_features(model, data, *, batch_size=64, progress=False):
-    """Embeddings of every item, cached under $ZOO_HOME/features keyed by model, weights and data."""
+def fingerprint(model):
+    """What the model's features depend on: its weights' content hash, else its parameters' bytes."""
+    import torch
+
+    from .weights import content_hash
+
+    if model.weights_path is not None:
+        return content_hash(model.weights_path)
+    digest = hashlib.sha256(model.name.encode())
+    network = getattr(model, "module", None) or getattr(model, "backbone", None)
+    for tensor in (network.state_dict().values() if hasattr(network, "state_dict") else []):
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached_features(model, data, *, progress=False):
+    """Embeddings of every item, cached under $ZOO_HOME/features keyed by weights content and data."""
     import torch
     from safetensors.torch import load_file, save_file
-    from tqdm import tqdm
 
-    key = json.dumps([model.name, str(getattr(model, "weights_path", "")), data.name, data.split, len(data),
-                      data.targets[:50], str(data.items[0])[:200] if isinstance(data.items[0], Path) else ""])
+    key = json.dumps([model.name, fingerprint(model), data.name, data.split, len(data), data.targets[:50],
+                      str(data.items[0])[:200] if isinstance(data.items[0], Path) else ""])
     path = home() / "features" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.safetensors"
     if path.exists():
         return load_file(path)["features"]
-    rows = []
-    with tqdm(total=len(data), desc=f"{model.name} features ({data.split})", disable=not progress, leave=False) as bar:
-        for start in range(0, len(data), batch_size):
-            rows.append(model.embed(data.items[start:start + batch_size]))
-            bar.update(len(rows[-1]))
-    features = torch.cat(rows).float()
+    features = torch.stack(list(model.embed_stream(data.items, progress=progress))).float()
     with atomic_path(path) as tmp:
         save_file({"features": features.contiguous()}, str(tmp))
     return features
@@ -83,20 +92,21 @@ def top1(scores, targets):
 
 
 def probe(backbone, *, dataset="cifar10", data_root=None, name=None, limit=None, test_limit=None,
-          batch_size=64, epochs=100, device=None, dtype=None, progress=False, register=True):
+          batch_size=None, epochs=100, device=None, dtype=None, progress=False, register=True):
     """Train a linear probe (and measure k-NN) on a backbone's frozen features; save it as a model."""
     from safetensors.torch import save_file
 
     from . import api
     from .registry import save_user_record
 
-    model = backbone if isinstance(backbone, Model) else api.load(backbone, device=device, dtype=dtype)
+    model = backbone if isinstance(backbone, Model) else api.load(backbone, device=device, dtype=dtype,
+                                                                   batch_size=batch_size)
     if not model.supports("embed"):
         raise model.unsupported("embed", "A probe needs embeddings.")
     train = get_dataset(dataset, data_root, "train").subset(limit)
     test = get_dataset(dataset, data_root, "test").subset(test_limit)
-    train_f = cached_features(model, train, batch_size=batch_size, progress=progress)
-    test_f = cached_features(model, test, batch_size=batch_size, progress=progress)
+    train_f = cached_features(model, train, progress=progress)
+    test_f = cached_features(model, test, progress=progress)
     head = train_linear(train_f, train.targets, len(train.classes), epochs=epochs)
     linear = top1(linear_logits(head, test_f), test.targets)
     knn = top1(knn_predict(train_f, train.targets, test_f, len(train.classes)), test.targets)
@@ -119,54 +129,43 @@ def probe(backbone, *, dataset="cifar10", data_root=None, name=None, limit=None,
 
 
 class ProbeModel(Model):
-    """A backbone's embeddings followed by a trained linear head."""
+    """A backbone's embeddings followed by a trained linear head; it decodes and batches as its backbone."""
 
     capabilities = frozenset({"classify", "embed"})
 
-    def __init__(self, record, backbone, head, labels):
-        super().__init__(record)
+    def __init__(self, record, runtime, backbone, head, labels, weights_path=None):
+        super().__init__(record, runtime, weights_path=weights_path)
         self.backbone, self.head, self.labels = backbone, head, tuple(labels)
+        self.embed_options = backbone.embed_options
+        self.prepare, self.collate = backbone.prepare, backbone.collate
+
+    @classmethod
+    def load(cls, record, weights, runtime, options):
+        from safetensors.torch import load_file
+
+        from . import api
+
+        if weights is None:
+            raise ZooError(f"Probe {record.name!r} has no weights path; re-run 'zoo probe'.")
+        config = json.loads((Path(weights) / "config.json").read_text())
+        backbone = api.load(record.model_args["backbone"], device=runtime.device, dtype=runtime.dtype,
+                            batch_size=runtime.batch_size, workers=runtime.workers)
+        return cls(record, runtime, backbone, load_file(Path(weights) / "head.safetensors"), config["labels"], weights)
 
     def param_count(self):
         return self.backbone.param_count() + self.head["weight"].numel() + self.head["bias"].numel()
 
-    def embed(self, images, **options):
-        return self.backbone.embed(images, **options)
+    def embed_batch(self, batch, options):
+        return self.backbone.embed_batch(batch, options)
 
-    def classify(self, images, *, top_k=5, labels=None):
-        import torch
-
-        from .model import Prediction
-
-        probs = torch.softmax(linear_logits(self.head, self.embed(images)), dim=-1)
-        if labels is not None:
-            missing = [label for label in labels if label not in self.labels]
-            if missing:
-                raise ZooError(f"{self.name} was probed on {len(self.labels)} labels; {missing[0]!r} is not one.")
-            keep = [self.labels.index(label) for label in labels]
-            probs = probs[:, keep] / probs[:, keep].sum(1, keepdim=True)
-        else:
-            keep = list(range(len(self.labels)))
-        scores, picks = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        return [[Prediction(self.labels[keep[i]], keep[i], s) for i, s in zip(p, sc)]
-                for p, sc in zip(picks.tolist(), scores.tolist())]
-
-
-def load(record, weights, *, device=None, dtype=None, **overrides):
-    from safetensors.torch import load_file
-
-    from . import api
-
-    if weights is None:
-        raise ZooError(f"Probe {record.name!r} has no weights path; re-run 'zoo probe'.")
-    config = json.loads((Path(weights) / "config.json").read_text())
-    backbone = api.load(record.model_args["backbone"], device=device, dtype=dtype, **overrides)
-    return ProbeModel(record, backbone, load_file(Path(weights) / "head.safetensors"), config["labels"])
+    def classify_batch(self, batch, options):
+        features = self.backbone.embed_batch(batch, self.backbone.embed_options())
+        return self.label_predictions(linear_logits(self.head, features), options)
 
 
 @hookimpl
 def register_loaders(register):
-    register(PLUGIN, load)
+    register(PLUGIN, ProbeModel)
 
 
 @hookimpl

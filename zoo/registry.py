@@ -2,29 +2,21 @@
 
 import fnmatch
 import importlib.resources
-import os
 import re
 from pathlib import Path
 
 import yaml
 
-from .errors import InvalidRecord, UnknownModel, ZooError
-from .plugins import call_each, load_plugins
+from .config import registry_paths, user_registry_path
+from .errors import InvalidRecord, PluginError, UnknownModel, ZooError
+from .plugins import Names, call_each, load_plugins
 from .records import parse_record
-from .weights import home
 
 
 def builtin_registry_path():
     """registry.yaml inside the installed package, or at the repository root in a source checkout."""
     packaged = Path(str(importlib.resources.files("zoo"))) / "registry.yaml"
     return packaged if packaged.exists() else Path(__file__).resolve().parent.parent / "registry.yaml"
-
-
-def user_registry_paths():
-    """The user config file ($ZOO_HOME/registry.yaml), then each file named in ZOO_REGISTRY."""
-    paths = [home() / "registry.yaml"]
-    paths += [Path(p).expanduser() for p in os.environ.get("ZOO_REGISTRY", "").split(os.pathsep) if p]
-    return paths
 
 
 def read_yaml_records(path):
@@ -53,7 +45,7 @@ class Registry:
     def __init__(self):
         self.records = {}
         self.aliases = {}
-        self.loaders = {}  # plugin name -> loader
+        self.loaders = Names("loader")  # plugin name -> loader: a Model class (or anything with load and Options)
         self.builders = {}  # record name -> loader, for models registered with a builder in code
 
     def add(self, record, *, override=False, loader=None):
@@ -111,6 +103,13 @@ class Registry:
             )
         return self.loaders[record.plugin]
 
+    def add_loader(self, name, loader, owner, override=False):
+        missing = [a for a in ("load", "Options", "options_for") if not hasattr(loader, a)]
+        if missing:
+            raise PluginError(f"Plugin {owner!r}: the loader {name!r} must be a zoo.Model subclass (it lacks "
+                              f"{', '.join(missing)}); see docs/writing-plugins.md.")
+        self.loaders.add(name, loader, owner, override)
+
 
 _registry = None
 
@@ -134,17 +133,18 @@ def _build():
     for record, override in read_yaml_records(builtin_registry_path()):
         reg.add(record, override=override)
 
-    def register_loader(plugin, loader):
-        reg.loaders[plugin] = loader
+    def loaders(owner):
+        return {"register": lambda name, loader, override=False: reg.add_loader(name, loader, owner, override)}
 
-    def register_model(record, override=False):
-        reg.add(parse_record(record, source="plugin"), override=override)
+    def models(owner):
+        return {"register": lambda record, override=False: reg.add(parse_record(record, source=f"plugin {owner}"),
+                                                                   override=override)}
 
-    call_each("register_loaders", register=register_loader)
-    call_each("register_models", register=register_model)
-    for path in user_registry_paths():
+    call_each("register_loaders", loaders)
+    call_each("register_models", models)
+    for path in registry_paths():
         # The user file is optional; a file named in ZOO_REGISTRY must exist.
-        if path.exists() or path != home() / "registry.yaml":
+        if path.exists() or path != user_registry_path():
             for record, override in read_yaml_records(path):
                 reg.add(record, override=override)
     return reg
@@ -155,21 +155,29 @@ def register(record, *, loader=None, override=False):
     return registry().add(record, override=override, loader=loader)
 
 
-
 def save_user_record(record):
-    """Add (or replace) a record in the user registry file, $ZOO_HOME/registry.yaml, atomically."""
+    """Add (or replace) a record in the user registry file, under a lock and atomically.
+
+    Concurrent writers (two probes, a probe and a training run) each keep their record, and models
+    registered in code stay registered.
+    """
+    from filelock import FileLock
+
     from .files import write_text
 
     record = parse_record(record)
-    path = home() / "registry.yaml"
-    saved = {r.name: (r, override) for r, override in read_yaml_records(path)} if path.exists() else {}
-    existing = registry().records.get(record.name)
-    # Replacing a record from another source (built-in, plugin) needs the explicit override flag.
-    override = saved.get(record.name, (None, False))[1] or (existing is not None and existing.source != str(path))
-    saved[record.name] = (record, override)
-    entries = [{**_strip(r.to_dict()), **({"override": True} if o else {})} for r, o in saved.values()]
-    write_text(path, yaml.safe_dump({"models": entries}, sort_keys=False))
-    reset()
+    path = user_registry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        saved = {r.name: (r, override) for r, override in read_yaml_records(path)} if path.exists() else {}
+        existing = registry().records.get(record.name)
+        # Replacing a record from another source (built-in, plugin) needs the explicit override flag.
+        override = saved.get(record.name, (None, False))[1] or (existing is not None and existing.source != str(path))
+        saved[record.name] = (record, override)
+        entries = [{**_strip(r.to_dict()), **({"override": True} if o else {})} for r, o in saved.values()]
+        write_text(path, yaml.safe_dump({"models": entries}, sort_keys=False))
+    record = record.replace(source=str(path))
+    registry().add(record, override=True)
     return path
 
 

@@ -3,13 +3,11 @@
 import csv
 import io
 import json
-import os
 import sqlite3
-from pathlib import Path
 
+from .config import results_db_path
 from .errors import ZooError
 from .files import write_text
-from .weights import home
 
 COLUMNS = [
     ("run_id", "TEXT"), ("created_at", "TEXT"), ("model", "TEXT"), ("dataset", "TEXT"), ("split", "TEXT"),
@@ -25,15 +23,30 @@ SUMMARY = ["model", "protocol", "top1", "top5", "throughput", "latency_p50_ms", 
            "params", "load_time_s", "status"]
 
 
-def db_path(path=None):
-    return Path(path or os.environ.get("ZOO_RESULTS_DB") or home() / "results.db").expanduser()
+# Each migration brings a database from the version before it (PRAGMA user_version) to its own.
+MIGRATIONS = [
+    f"CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY, {', '.join(f'{c} {t}' for c, t in COLUMNS[:26])})",
+    "CREATE INDEX IF NOT EXISTS results_model_dataset ON results (model, dataset, split)",
+]
+
+
+def migrate(con):
+    """Bring the schema up to date, one transaction per step; a newer database than this zoo is refused."""
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise ZooError(f"The results database has schema version {version}, newer than this zoo "
+                       f"({len(MIGRATIONS)}): upgrade zoo, or pass --db to use another file.")
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        with con:
+            con.execute(step)
+            con.execute(f"PRAGMA user_version = {number}")
 
 
 def connect(path=None):
-    path = db_path(path)
+    path = results_db_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
-    con.execute(f"CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY, {', '.join(f'{c} {t}' for c, t in COLUMNS)})")
+    migrate(con)
     return con
 
 

@@ -1,7 +1,25 @@
-"""What the transformers vision-language plugins share: loading, attention choice, label likelihoods."""
+"""VisionLanguageModel: what the transformers vision-language plugins share.
 
-from .devices import pick_device
-from .errors import MissingWeights, require
+Loading from a save_pretrained folder, pairing inputs with prompts, batched generation, token streaming
+for one input, and classify by label likelihood. A plugin writes `prepare` (one query -> model-ready
+media), `encode` (a batch -> processor tensors), `decode` (generated ids -> texts), `label_scores` and
+its describe/detect batch methods.
+"""
+
+from typing import Any, NamedTuple
+
+from .errors import BadInput, MissingWeights, require
+from .model import Model, top_predictions
+from .streaming import iter_inputs
+
+REQUIRED_FILES = ("config.json",)
+
+
+class Query(NamedTuple):
+    """One input (an image, a video, several images, or a chat) and the prompt that goes with it."""
+
+    content: Any
+    prompt: str | None
 
 
 def attention_backend(device):
@@ -13,18 +31,28 @@ def attention_backend(device):
     return "sdpa"
 
 
-def load_pretrained(model_class, processor_class, record, weights, *, device=None, dtype=None, attention=None,
-                    **processor_options):
-    """(model, processor, device, dtype, attention) from a save_pretrained directory; safetensors only."""
-    require("transformers", "vlm")
+def check_folder(record, weights):
+    """Refuse a folder that is not a save_pretrained checkpoint before transformers builds anything."""
     if weights is None or not weights.is_dir():
-        raise MissingWeights(f"{record.name}: weights must be a save_pretrained directory, got {weights}.")
-    device, dtype = pick_device(device, dtype)
-    attention = attention or attention_backend(device)
-    model = model_class.from_pretrained(weights, dtype=dtype, attn_implementation=attention, use_safetensors=True,
-                                        local_files_only=True)
-    processor = processor_class.from_pretrained(weights, local_files_only=True, **processor_options)
-    return model.to(device).eval(), processor, device, dtype, attention
+        raise MissingWeights(f"{record.name}: weights must be a save_pretrained folder, got {weights}.")
+    missing = [name for name in REQUIRED_FILES if not (weights / name).is_file()]
+    if missing or not any(weights.glob("*.safetensors")):
+        lacking = missing[0] if missing else "*.safetensors"
+        raise MissingWeights(f"{record.name}: {weights} has no {lacking}; pass the folder save_pretrained wrote.")
+
+
+def load_pretrained(model_class, processor_class, record, weights, runtime):
+    """(model, processor, attention) from a save_pretrained folder; safetensors only, no network."""
+    require("transformers", "vlm")
+    check_folder(record, weights)
+    attention = runtime.attention or attention_backend(runtime.device)
+    placement = {"device_map": runtime.device_map} if runtime.device_map is not None else {}
+    model = model_class.from_pretrained(weights, dtype=runtime.dtype, attn_implementation=attention,
+                                        use_safetensors=True, local_files_only=True, **placement)
+    processor = processor_class.from_pretrained(weights, local_files_only=True)
+    if not placement:
+        model = model.to(runtime.device)
+    return model.eval(), processor, attention
 
 
 def sequence_logprobs(logits, targets, mask):
@@ -35,12 +63,87 @@ def sequence_logprobs(logits, targets, mask):
     return (logprobs * mask).sum(-1)
 
 
-def predictions(scores, labels, top_k):
-    """Prediction lists (sorted, softmax over the label scores) from a rows-by-labels score tensor."""
-    import torch
+class VisionLanguageModel(Model):
+    open_vocabulary = True
+    default_batch_size = 8
+    classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
 
-    from .model import Prediction
+    def __init__(self, record, runtime, model, processor, *, attention, weights_path=None):
+        super().__init__(record, runtime, weights_path=weights_path)
+        self.model, self.processor, self.attention = model, processor, attention
 
-    probs = torch.softmax(scores.float(), dim=-1)
-    values, picks = probs.topk(min(top_k, len(labels)), dim=-1)
-    return [[Prediction(labels[i], i, v) for i, v in zip(p, val)] for p, val in zip(picks.tolist(), values.tolist())]
+    @classmethod
+    def classes(cls):
+        """(model class, processor class) from transformers; plugins override."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, record, weights, runtime, options):
+        model_class, processor_class = cls.classes()
+        model, processor, attention = load_pretrained(model_class, processor_class, record, weights, runtime)
+        if runtime.compile:
+            import torch
+
+            model.forward = torch.compile(model.forward, mode="reduce-overhead")
+        return cls(record, runtime, model, processor, attention=attention, weights_path=weights, options=options)
+
+    # -- inputs ---------------------------------------------------------------------------------------
+
+    def items(self, inputs, options):
+        prompt = getattr(options, "prompt", None)
+        if getattr(options, "labels", None) and self.classify_prompt:
+            prompt = self.classify_prompt.format(labels=", ".join(options.labels))
+        if isinstance(prompt, tuple):
+            return (Query(item, text) for item, text in zip(iter_inputs(inputs), prompt))
+        return (Query(item, prompt) for item in iter_inputs(inputs))
+
+    def check_call(self, capability, options):
+        options = super().check_call(capability, options)
+        prompt = getattr(options, "prompt", None)
+        if isinstance(prompt, str) and not prompt.strip():
+            raise BadInput("The prompt is empty: ask something, or leave it out for the default.")
+        return options
+
+    def stream(self, capability, inputs, options, progress=None):
+        prompt = options.get("prompt")
+        if isinstance(prompt, (list, tuple)):
+            given = len(inputs) if isinstance(inputs, (list, tuple)) else 1
+            if len(prompt) != given:
+                raise BadInput(f"{len(prompt)} prompts for {given} inputs: give one per input, or one for all.")
+        return super().stream(capability, inputs, options, progress)
+
+    # -- generation -----------------------------------------------------------------------------------
+
+    def generation_options(self, options):
+        """generate() keyword arguments for a describe/detect call."""
+        return {"max_new_tokens": options.max_new_tokens, "do_sample": False}
+
+    def generate_texts(self, batch, options):
+        """Generated text for a batch of prepared queries."""
+        encoded = self.encode(batch, options)
+        ids = self.model.generate(**encoded, **self.generation_options(options))
+        return self.decode(ids, encoded)
+
+    def stream_text(self, item, **options):
+        """Yield the answer for one input piece by piece as it is generated."""
+        import threading
+
+        from transformers import TextIteratorStreamer
+
+        checked = self.call_options("describe", options)
+        [query] = list(self.items([item], checked))
+        encoded = self.encode([self.prepare(query)], checked)
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        worker = threading.Thread(target=self.model.generate, kwargs={
+            **encoded, **self.generation_options(checked), "streamer": streamer})
+        worker.start()
+        yield from streamer
+        worker.join()
+
+    # -- classify by likelihood ----------------------------------------------------------------------
+
+    def classify_batch(self, batch, options):
+        import torch
+
+        scores = torch.stack([self.label_scores(item, options.labels) for item in batch])
+        return top_predictions(scores, options.labels, options.top_k)

@@ -8,23 +8,11 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from .config import home, offline
 from .errors import MissingWeights, UnsafeWeights, ZooError
 from .hookspecs import hookimpl
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-
-
-def home():
-    """The zoo home directory: ZOO_HOME, else ~/.zoo. It holds the cache and the results database."""
-    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".zoo").expanduser()
-
-
-def _truthy(name):
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def offline():
-    return _truthy("ZOO_OFFLINE") or _truthy("HF_HUB_OFFLINE")
 
 
 def resolve(record, weights=None):
@@ -34,11 +22,11 @@ def resolve(record, weights=None):
         if not path.exists():
             raise MissingWeights(f"weights={str(weights)!r} for model {record.name!r} does not exist.")
         return path
-    if record.weights is None:
-        return None
     from .plugins import load_plugins
 
     path = load_plugins().hook.resolve_weights(record=record, offline=offline())
+    if path is None and record.weights is None:
+        return None  # a model without weights (random initialisation, or none needed)
     if path is None:
         raise MissingWeights(f"No plugin could resolve the weights of {record.name!r} ({record.weights.describe()}).")
     return Path(path)
@@ -49,6 +37,23 @@ def sha256_of(path):
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+_hashes = {}
+
+
+def content_hash(path):
+    """sha256 of a file, or of a folder's (relative path, file hash) list; memoised by size and mtime."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _hashes:
+            _hashes[key] = sha256_of(file)
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}\0{_hashes[key]}\n".encode())
     return digest.hexdigest()
 
 
@@ -65,6 +70,8 @@ def verify(path, expected, what):
 def resolve_weights(record, offline):
     """The built-in resolver: local path, packaged file, URL with sha256, Hugging Face hub."""
     w = record.weights
+    if w is None:
+        return None
     if w.path:
         path = Path(w.path).expanduser()
         if not path.is_absolute() and Path(record.source).is_file():
@@ -82,7 +89,7 @@ def resolve_weights(record, offline):
         return path
     if w.url:
         return _fetch_url(record, w, offline)
-    return _fetch_hf(record, w, offline)
+    return fetch_hf(record, w, offline)
 
 
 def _fetch_url(record, w, offline):
@@ -110,7 +117,8 @@ def _fetch_url(record, w, offline):
     return target
 
 
-def _fetch_hf(record, w, offline):
+def fetch_hf(record, w, offline):
+    """A local snapshot of the hub repository `w.hf` (only `w.filename` when given), from the cache first."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 

@@ -5,6 +5,7 @@ entry-point group, exactly as it finds its built-in plugins.
 """
 
 import click
+import numpy as np
 
 import zoo
 
@@ -12,22 +13,20 @@ COLOURS = ("red", "green", "blue")
 
 
 class DominantColour(zoo.Model):
-    """Classifies an image by its strongest mean channel; no weights needed."""
+    """Classifies an image by its strongest mean channel; no weights needed.
+
+    zoo.Model decodes the inputs (to RGB PIL images), batches them and checks the options; this class
+    writes only the work on one batch.
+    """
 
     capabilities = frozenset({"classify"})
+    labels = COLOURS
 
-    def classify(self, images, *, top_k=5, labels=None):
-        import numpy as np
+    def classify_batch(self, images, options):
+        import torch
 
-        from zoo.inputs import load_images
-
-        results = []
-        for image in load_images(images):
-            means = np.asarray(image, dtype=np.float64).mean(axis=(0, 1))
-            scores = np.exp(means / 32) / np.exp(means / 32).sum()
-            order = np.argsort(-scores)[:top_k]
-            results.append([zoo.Prediction(COLOURS[i], int(i), float(scores[i])) for i in order])
-        return results
+        means = torch.tensor([np.asarray(image, dtype=np.float64).mean(axis=(0, 1)) for image in images])
+        return self.label_predictions(means / 32, options)
 
 
 @zoo.hookimpl
@@ -38,14 +37,12 @@ def register_models(register):
 
 @zoo.hookimpl
 def register_loaders(register):
-    register("example", lambda record, weights, **options: DominantColour(record))
+    register("example", DominantColour)
 
 
 @zoo.hookimpl
 def register_datasets(register):
     def colours(root=None, split="test"):
-        import numpy as np
-
         from zoo.datasets import Dataset
 
         items, targets = [], []

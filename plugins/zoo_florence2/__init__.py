@@ -1,9 +1,12 @@
 """Built-in plugin: Florence-2 (captions, OCR, detection, open-vocabulary classification)."""
 
+from dataclasses import dataclass
+from typing import Literal
+
 import zoo
 from zoo import vlm
-from zoo.errors import BadInput
-from zoo.inputs import flatten, load_images
+from zoo.model import DescribeOptions
+from zoo.options import option
 
 PLUGIN = "florence2"
 DESCRIBE_TASKS = {
@@ -20,10 +23,24 @@ DETECT_TASKS = {
 }
 
 
-def _task(tasks, task, kind):
-    if task not in tasks:
-        raise BadInput(f"Florence-2 has no {kind} task {task!r}; the tasks are: {', '.join(tasks)}.")
-    return tasks[task]
+@dataclass(frozen=True)
+class Options:
+    num_beams: int = option(1, minimum=1)  # the default beam count of describe and detect
+
+
+@dataclass(frozen=True)
+class Florence2DescribeOptions(DescribeOptions):
+    task: Literal[tuple(DESCRIBE_TASKS)] = "caption"
+    prompt: str | None = None  # replaces the task's own prompt
+    num_beams: int | None = option(None, minimum=1)
+
+
+@dataclass(frozen=True)
+class Florence2DetectOptions:
+    task: Literal[tuple(DETECT_TASKS)] = "od"
+    phrase: str | None = None  # the text to ground (phrase_grounding)
+    max_new_tokens: int = option(1024, minimum=1)
+    num_beams: int | None = option(None, minimum=1)
 
 
 def detections(parsed, task_token):
@@ -37,65 +54,84 @@ def detections(parsed, task_token):
     return [zoo.Detection(tuple(float(v) for v in box), label.strip()) for box, label in zip(boxes, labels)]
 
 
-class Florence2(zoo.Model):
+class Florence2(vlm.VisionLanguageModel):
     capabilities = frozenset({"describe", "detect", "classify"})
-    open_vocabulary = True
+    Options = Options
+    describe_options, detect_options = Florence2DescribeOptions, Florence2DetectOptions
 
-    def __init__(self, record, model, processor, *, device, dtype, attention, batch_size=8, num_beams=1):
-        super().__init__(record)
-        self.model, self.processor = model, processor
-        self.device, self.dtype, self.attention = device, dtype, attention
-        self.batch_size, self.num_beams = batch_size, num_beams
+    def __init__(self, record, runtime, model, processor, *, attention, options=Options(), weights_path=None):
+        super().__init__(record, runtime, model, processor, attention=attention, weights_path=weights_path)
+        self.num_beams = options.num_beams
 
-    def _inputs(self, images, prompts):
-        batch = self.processor(text=prompts, images=images, return_tensors="pt", padding=True)
-        batch = batch.to(self.device)
-        batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        return batch
+    @classmethod
+    def classes(cls):
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-    def generate(self, images, prompts, *, max_new_tokens, num_beams=None):
-        """Raw generated text (special tokens kept, as post-processing needs them), in batches."""
-        import torch
+        return Florence2ForConditionalGeneration, AutoProcessor
 
+    def check_call(self, capability, options):
+        options = super().check_call(capability, options)
+        if capability == "detect" and options.task == "phrase_grounding" and not (options.phrase or "").strip():
+            raise zoo.BadInput("phrase_grounding needs a phrase: detect(images, task='phrase_grounding', phrase='a cat').")
+        return options
+
+    def prepare(self, query):
+        return query._replace(content=super().prepare(query.content))
+
+    def encode(self, batch, options):
+        token = (DESCRIBE_TASKS | DETECT_TASKS).get(getattr(options, "task", None), "<CAPTION>")
+        phrase = getattr(options, "phrase", None)
+        prompts = [q.prompt or (f"{token}{phrase.strip()}" if phrase else token) for q in batch]
+        encoded = self.processor(text=prompts, images=[q.content for q in batch], return_tensors="pt", padding=True)
+        encoded = encoded.to(self.device)
+        encoded["pixel_values"] = encoded["pixel_values"].to(self.dtype)
+        return encoded
+
+    def generation_options(self, options):
         # The decoder has no positions beyond its embeddings (1024 in the released checkpoints).
-        max_new_tokens = min(max_new_tokens, self.model.config.text_config.max_position_embeddings - 2)
-        texts = []
-        for start in range(0, len(images), self.batch_size):
-            batch = self._inputs(images[start:start + self.batch_size], prompts[start:start + self.batch_size])
-            with torch.inference_mode():
-                ids = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                          num_beams=num_beams or self.num_beams)
-            texts += self.processor.batch_decode(ids, skip_special_tokens=False)
-        return texts
+        longest = self.model.config.text_config.max_position_embeddings - 2
+        return {"max_new_tokens": min(options.max_new_tokens, longest), "do_sample": False,
+                "num_beams": options.num_beams or self.num_beams}
 
-    def _run(self, images, token, prompt, max_new_tokens, num_beams):
-        images = load_images(images)
-        texts = self.generate(images, [prompt or token] * len(images), max_new_tokens=max_new_tokens,
-                              num_beams=num_beams)
-        return [self.processor.post_process_generation(t, task=token, image_size=i.size) for t, i in zip(texts, images)]
+    def decode(self, ids, encoded):
+        return self.processor.batch_decode(ids, skip_special_tokens=False)  # post-processing needs them
 
-    def describe(self, inputs, *, prompt=None, task="caption", max_new_tokens=128, num_beams=None):
+    def parsed(self, batch, options, tasks):
+        token = tasks[options.task]
+        texts = self.generate_texts(batch, options)
+        return [self.processor.post_process_generation(t, task=token, image_size=q.content.size)[token]
+                for t, q in zip(texts, batch)], token
+
+    def describe_batch(self, batch, options):
         """A caption (or OCR text) per image; `prompt` replaces the task's own prompt."""
-        token = _task(DESCRIBE_TASKS, task, "describe")
-        parsed = self._run(inputs, token, prompt, max_new_tokens, num_beams)
-        return [p[token] for p in parsed]
+        return self.parsed(batch, options, DESCRIBE_TASKS)[0]
 
-    def detect(self, images, *, task="od", phrase=None, max_new_tokens=1024, num_beams=None):
-        """Boxes in pixels of each input image, with labels (od, dense_region_caption, phrase_grounding, ...)."""
-        token = _task(DETECT_TASKS, task, "detect")
-        if task == "phrase_grounding" and not (phrase and phrase.strip()):
-            raise BadInput("phrase_grounding needs a phrase: detect(images, task='phrase_grounding', phrase='a cat').")
-        prompt = f"{token}{phrase.strip()}" if task == "phrase_grounding" else None
-        return [detections(p, token) for p in self._run(images, token, prompt, max_new_tokens, num_beams)]
+    def detect_batch(self, batch, options):
+        """Boxes in pixels of each input image, with labels."""
+        answers, token = self.parsed(batch, options, DETECT_TASKS)
+        return [detections({token: answer}, token) for answer in answers]
 
-    def label_scores(self, images, labels):
-        """log p(label | image), images x labels: one encoder pass per image, every label in one batch."""
+    def label_scores(self, query, labels):
+        """log p(label | image) for every label: one encoder pass, every label in one decoder batch."""
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
+        padded, mask = self.label_batch(labels)
+        encoded = self.encode([query], None)
+        encoder = self.model(**encoded, decoder_input_ids=padded[:1, :1]).encoder_last_hidden_state
+        logits = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoder.expand(len(labels), -1, -1)),
+            attention_mask=encoded["attention_mask"].expand(len(labels), -1),
+            decoder_input_ids=padded[:, :-1], decoder_attention_mask=mask,
+        ).logits
+        return vlm.sequence_logprobs(logits, padded[:, 1:], mask).cpu().to(torch.float32)
+
+    def label_batch(self, labels):
+        """Decoder inputs '<start> <s> label </s>' for every label, right-padded, and their target mask."""
+        import torch
+
         tok = self.processor.tokenizer
         start = self.model.config.text_config.decoder_start_token_id
-        # The decoder writes "<s> text </s>" after its start token, as in generation.
         sequences = [[start, tok.bos_token_id, *tok(label, add_special_tokens=False).input_ids, tok.eos_token_id]
                      for label in labels]
         width = max(map(len, sequences))
@@ -104,38 +140,9 @@ class Florence2(zoo.Model):
         for row, seq in enumerate(sequences):
             padded[row, :len(seq)] = torch.tensor(seq)
             mask[row, :len(seq) - 1] = 1
-        padded, mask = padded.to(self.device), mask.to(self.device)
-        rows = []
-        for image in images:
-            batch = self._inputs([image], ["<CAPTION>"])
-            with torch.inference_mode():
-                encoded = self.model(**batch, decoder_input_ids=padded[:1, :1]).encoder_last_hidden_state
-                logits = self.model(
-                    encoder_outputs=BaseModelOutput(last_hidden_state=encoded.expand(len(labels), -1, -1)),
-                    attention_mask=batch["attention_mask"].expand(len(labels), -1),
-                    decoder_input_ids=padded[:, :-1], decoder_attention_mask=mask,
-                ).logits
-            rows.append(vlm.sequence_logprobs(logits, padded[:, 1:], mask))
-        return torch.stack(rows).cpu()
-
-    def classify(self, images, *, top_k=5, labels=None):
-        """Probabilities over `labels` from each label's likelihood as the image's caption."""
-        if not labels:
-            raise BadInput(f"{self.name} classifies among labels you give: classify(images, labels=['cat', 'dog']).")
-        labels = list(labels)
-        return vlm.predictions(self.label_scores(load_images(flatten(images)), labels), labels, top_k)
-
-
-def load(record, weights, *, device=None, dtype=None, batch_size=8, num_beams=1, attention=None):
-    from transformers import AutoProcessor, Florence2ForConditionalGeneration
-
-    model, processor, device, dtype, attention = vlm.load_pretrained(
-        Florence2ForConditionalGeneration, AutoProcessor, record, weights, device=device, dtype=dtype,
-        attention=attention)
-    return Florence2(record, model, processor, device=device, dtype=dtype, attention=attention,
-                     batch_size=batch_size, num_beams=num_beams)
+        return padded.to(self.device), mask.to(self.device)
 
 
 @zoo.hookimpl
 def register_loaders(register):
-    register(PLUGIN, load)
+    register(PLUGIN, Florence2)

@@ -1,15 +1,33 @@
-"""Built-in plugin: timm backbones (DeiT, BEiT, DINO, MAE, and any timm model as 'timm:<name>')."""
+"""Built-in plugin: timm backbones (DeiT, BEiT, DINO, MAE, and any timm model as 'timm:<name>').
+
+timm's pretrained config is the single source of truth: a record names the architecture (with its
+pretrained tag) and holds only what differs; preprocessing, labels and the weights' hub location come
+from timm unless the record gives them.
+"""
+
+from dataclasses import dataclass
 
 import zoo
+from zoo.options import given, option
 from zoo.records import ModelRecord, Preprocess, Weights
+from zoo.vision import ImageModel
 
 PLUGIN = "timm"
 PREFIX = "timm:"
-RUNTIME_OPTIONS = ("batch_size", "workers", "compile")
+
+
+@dataclass(frozen=True)
+class Options:
+    """timm.create_model arguments a user may change at load time."""
+
+    num_classes: int | None = option(None, minimum=0)  # 0: no head (embeddings only)
+    global_pool: str | None = None  # 'avg', 'token', ...
+    img_size: int | None = option(None, minimum=1)
+    model_args: dict | None = None  # any other timm.create_model keyword arguments, as timm takes them
 
 
 def preprocess_of(cfg):
-    """A zoo Preprocess from a timm pretrained/data config: one source of truth for transforms."""
+    """A zoo Preprocess from a timm pretrained/data config."""
     return Preprocess(
         input_size=tuple(cfg["input_size"]),
         mean=tuple(float(x) for x in cfg["mean"]),
@@ -19,31 +37,55 @@ def preprocess_of(cfg):
     )
 
 
-def load(record, weights, *, device=None, dtype=None, **overrides):
-    """timm.create_model without downloading, then weights from the zoo resolver (tensors only)."""
+def pretrained_cfg(architecture):
     timm = zoo.errors.require("timm", "timm")
-    from timm.data import resolve_data_config
+    return timm.models.get_pretrained_cfg(architecture) if "." in architecture else None
 
-    from zoo.labels import resolve_labels
-    from zoo.vision import ImageModel
-    from zoo.weights import load_state_dict
 
-    runtime = {k: overrides.pop(k) for k in RUNTIME_OPTIONS if k in overrides}
-    module = timm.create_model(record.architecture, pretrained=False, **{**record.model_args, **overrides})
-    if weights is not None:
-        module.load_state_dict(load_state_dict(weights))
-    labels = resolve_labels(record.labels) if module.num_classes else None
-    if labels is not None and len(labels) != module.num_classes:
-        raise zoo.ZooError(f"{record.name}: {len(labels)} labels for a head of {module.num_classes} classes.")
-    preprocess = preprocess_of(resolve_data_config({}, model=module))
-    attention = "sdpa" if timm.layers.use_fused_attn() else "eager"
-    return ImageModel(record, module, labels=labels, preprocess=preprocess, device=device, dtype=dtype,
-                      attention=attention, **runtime)
+class TimmModel(ImageModel):
+    Options = Options
+
+    @classmethod
+    def load(cls, record, weights, runtime, options):
+        """timm.create_model without downloading, then weights from the zoo resolver (tensors only)."""
+        timm = zoo.errors.require("timm", "timm")
+        from timm.data import resolve_data_config
+
+        from zoo.labels import resolve_labels
+        from zoo.weights import load_state_dict
+
+        changes = {k: v for k, v in given(options).items() if v is not None and k != "model_args"}
+        changes.update(options.model_args or {})
+        module = timm.create_model(record.architecture, pretrained=False, **{**record.model_args, **changes})
+        if weights is not None:
+            module.load_state_dict(load_state_dict(weights))
+        imagenet = module.num_classes == 1000 == module.pretrained_cfg.get("num_classes")
+        labels = resolve_labels(record.labels or ("imagenet-1k" if imagenet else None)) if module.num_classes else None
+        if labels is not None and len(labels) != module.num_classes:
+            raise zoo.ZooError(f"{record.name}: {len(labels)} labels for a head of {module.num_classes} classes.")
+        # The record's preprocessing wins; else timm's own config for this (possibly changed) module.
+        preprocess = record.preprocess or preprocess_of(resolve_data_config({}, model=module))
+        attention = "sdpa" if timm.layers.use_fused_attn() else "eager"
+        return cls(record, runtime, module, labels=labels, preprocess=preprocess, attention=attention,
+                   weights_path=weights)
 
 
 @zoo.hookimpl
 def register_loaders(register):
-    register(PLUGIN, load)
+    register(PLUGIN, TimmModel)
+
+
+@zoo.hookimpl
+def resolve_weights(record, offline):
+    """A timm record without a weights source gets the hub file its pretrained config names."""
+    if record.plugin != PLUGIN or record.weights is not None:
+        return None
+    cfg = pretrained_cfg(record.architecture)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    from zoo.weights import fetch_hf
+
+    return fetch_hf(record, Weights(hf=cfg.hf_hub_id, filename="model.safetensors"), offline)
 
 
 @zoo.hookimpl
@@ -57,14 +99,6 @@ def resolve_model(name):
         raise zoo.UnknownModel(name, [PREFIX + n for n in timm.list_models(arch.split(".")[0].split("_")[0] + "*")])
     cfg = timm.models.get_pretrained_cfg(arch)
     has_head = bool(cfg and cfg.num_classes)
-    return ModelRecord(
-        name=name,
-        plugin=PLUGIN,
-        architecture=arch,
-        weights=Weights(hf=cfg.hf_hub_id, filename="model.safetensors") if cfg and cfg.hf_hub_id else None,
-        preprocess=preprocess_of(cfg.to_dict()) if cfg else None,
-        labels="imagenet-1k" if cfg and cfg.num_classes == 1000 else None,
-        tasks=("classify", "embed") if has_head else ("embed",),
-        license=cfg.license if cfg else None,
-        source="timm",
-    )
+    return ModelRecord(name=name, plugin=PLUGIN, architecture=arch if "." in arch or not cfg else f"{arch}.{cfg.tag}",
+                       tasks=("classify", "embed") if has_head else ("embed",),
+                       license=cfg.license if cfg else None, source="timm")

@@ -6,38 +6,39 @@ from pathlib import Path
 import click
 
 import zoo
+from zoo.vision import ImageModel
 
 PLUGIN = "vit_cifar"
 
 
-def load(record, weights, *, device=None, dtype=None, **overrides):
-    """A ViT from a record; a training output directory's config.json overrides the record's."""
-    from zoo.labels import resolve_labels
-    from zoo.records import parse_record
-    from zoo.vision import ImageModel
-    from zoo.weights import load_state_dict
+class VitCifar(ImageModel):
+    @classmethod
+    def load(cls, record, weights, runtime, options):
+        """A ViT from a record; a training output folder's config.json overrides the record's."""
+        from zoo.labels import resolve_labels
+        from zoo.records import parse_record
+        from zoo.weights import load_state_dict
 
-    from .vit import ViT
+        from .vit import ViT
 
-    if weights is None:
-        raise zoo.MissingWeights(f"Model {record.name!r} has no weights source; pass weights=DIR.")
-    config_file = Path(weights) / "config.json" if Path(weights).is_dir() else None
-    config = json.loads(config_file.read_text()) if config_file and config_file.exists() else {}
-    runtime = {k: overrides.pop(k) for k in ("batch_size", "workers", "compile") if k in overrides}
-    module = ViT(**{**record.model_args, **config.get("model_args", {}), **overrides})
-    module.load_state_dict(load_state_dict(weights))
-    preprocess = record.preprocess
-    if "preprocess" in config:
-        preprocess = parse_record({"name": record.name, "plugin": PLUGIN, "architecture": "vit",
-                                   "preprocess": config["preprocess"]}, source=str(config_file)).preprocess
-    labels = config.get("labels") or resolve_labels(record.labels)
-    return ImageModel(record, module, labels=labels, preprocess=preprocess, device=device, dtype=dtype,
-                      attention="sdpa", **runtime)
+        if weights is None:
+            raise zoo.MissingWeights(f"Model {record.name!r} has no weights source; pass weights=DIR.")
+        config_file = Path(weights) / "config.json" if Path(weights).is_dir() else None
+        config = json.loads(config_file.read_text()) if config_file and config_file.exists() else {}
+        module = ViT(**{**record.model_args, **config.get("model_args", {})})
+        module.load_state_dict(load_state_dict(weights))
+        preprocess = record.preprocess
+        if "preprocess" in config:
+            preprocess = parse_record({"name": record.name, "plugin": PLUGIN, "architecture": "vit",
+                                       "preprocess": config["preprocess"]}, source=str(config_file)).preprocess
+        labels = config.get("labels") or resolve_labels(record.labels)
+        return cls(record, runtime, module, labels=labels, preprocess=preprocess, attention="sdpa",
+                   weights_path=weights)
 
 
 @zoo.hookimpl
 def register_loaders(register):
-    register(PLUGIN, load)
+    register(PLUGIN, VitCifar)
 
 
 @zoo.hookimpl
@@ -57,13 +58,17 @@ def register_commands(cli):
     @click.option("--limit", type=int, default=None, help="Use only the first N training images.")
     @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images.")
     @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+    @click.option("--force", is_flag=True, help="Start afresh even if --out holds a run (it is replaced).")
     @click.option("--register", "register_as", default=None, help="Register the result under this model name.")
-    def train(name, preset, data_root, out, epochs, batch_size, lr, seed, device, limit, test_limit, resume,
+    def train(name, preset, data_root, out, epochs, batch_size, lr, seed, device, limit, test_limit, resume, force,
               register_as):
         """Train NAME on CIFAR-10 from scratch (multi-GPU: torchrun --nproc_per_node N -m zoo train ...)."""
         from .train import train as run
 
         out = Path(out or f"runs/{name}-{preset}")
+        if not (resume or force) and any((out / f).exists() for f in ("checkpoint.safetensors", "metrics.json")):
+            raise zoo.ZooError(f"{out} holds a training run already: pass --resume to continue it, --force to "
+                               "replace it, or --out for another folder.")
         try:
             metrics = run(preset, data_root=data_root, out=out, seed=seed, resume=resume, device=device,
                           limit=limit, test_limit=test_limit, epochs=epochs, batch_size=batch_size, lr=lr)

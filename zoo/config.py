@@ -1,0 +1,32 @@
+"""Where zoo keeps its files and whether it may use the network: the settings every module reads."""
+
+import os
+from pathlib import Path
+
+
+def home():
+    """The zoo home directory: ZOO_HOME, else ~/.zoo. It holds the cache, user records and results."""
+    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".zoo").expanduser()
+
+
+def truthy(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline():
+    """True when ZOO_OFFLINE or HF_HUB_OFFLINE is set: zoo then makes no network request at all."""
+    return truthy("ZOO_OFFLINE") or truthy("HF_HUB_OFFLINE")
+
+
+def user_registry_path():
+    return home() / "registry.yaml"
+
+
+def registry_paths():
+    """The user registry file, then each file named in ZOO_REGISTRY (os.pathsep-separated)."""
+    extra = [Path(p).expanduser() for p in os.environ.get("ZOO_REGISTRY", "").split(os.pathsep) if p]
+    return [user_registry_path(), *extra]
+
+
+def results_db_path(path=None):
+    return Path(path or os.environ.get("ZOO_RESULTS_DB") or home() / "results.db").expanduser()

@@ -1,0 +1,58 @@
+"""Runtime options, the same for every model: where it runs, in which precision, how it batches.
+
+`zoo.load` checks them once, before anything is built, and hands the plugin a resolved Runtime.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadInput
+
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    batch_size: int | None = None  # None: the model family's default
+    compile: bool = False  # torch.compile the network
+    attention: str | None = None  # None: the family's best available
+    device_map: Any = None  # transformers/accelerate placement: "auto", "cpu" or a dict
+    workers: int = 4  # decoding threads
+
+
+def pick_device(device=None, dtype=None):
+    """(torch.device, torch.dtype): CUDA with bf16 when present, else CPU with fp32; either can be forced."""
+    import torch
+
+    try:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError):
+        raise BadInput(f"Unknown device {device!r}: use cpu, cuda, cuda:1, mps ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInput(f"device={str(device)!r} but no CUDA GPU is available here: use device='cpu'.")
+    if dtype is None:
+        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and str(dtype).removeprefix("torch.") in DTYPES:
+        return device, dtype
+    if dtype not in DTYPES:
+        raise BadInput(f"Unknown dtype {dtype!r}: use {', '.join(DTYPES)}.")
+    return device, getattr(torch, dtype)
+
+
+def make_runtime(*, device=None, dtype=None, batch_size=None, compile=False, attention=None, device_map=None,
+                 workers=None):
+    """A checked Runtime from zoo.load's keyword arguments."""
+    for name, value in (("batch_size", batch_size), ("workers", workers)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise BadInput(f"{name}={value!r}: expected a positive integer.")
+    if not isinstance(compile, bool):
+        raise BadInput(f"compile={compile!r}: expected True or False.")
+    if attention is not None and attention not in ATTENTION:
+        raise BadInput(f"attention={attention!r}: use one of {', '.join(ATTENTION)}.")
+    if device_map is not None and not isinstance(device_map, (str, dict)):
+        raise BadInput(f"device_map={device_map!r}: use 'auto', 'cpu' or a dict of module name to device.")
+    device, dtype = pick_device(device, dtype)
+    return Runtime(device, dtype, batch_size, compile, attention, device_map, workers or 4)

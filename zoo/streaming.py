@@ -1,0 +1,82 @@
+"""Inputs as a stream: lazy flattening, batches, and a bounded prefetch thread.
+
+Decoding batch n+1 overlaps the model's work on batch n, and at most `depth` decoded batches wait in the
+queue, so memory stays flat however many inputs there are.
+"""
+
+import queue
+import threading
+from itertools import islice
+
+from .errors import BadInput
+
+_END = object()
+
+
+def is_tensor(item):
+    return type(item).__module__.startswith("torch") and hasattr(item, "ndim")
+
+
+def count(inputs):
+    """How many items `inputs` holds when that is known without reading it, else None."""
+    if isinstance(inputs, (list, tuple)):
+        return sum(len(i) if is_tensor(i) and i.ndim == 4 else 1 for i in inputs)
+    if is_tensor(inputs) and inputs.ndim == 4:
+        return len(inputs)
+    return None if hasattr(inputs, "__next__") else 1
+
+
+def iter_inputs(inputs):
+    """One input, a list of them, an iterator, or an NCHW tensor (N inputs) -> the items, lazily."""
+    if is_tensor(inputs) and inputs.ndim == 4:
+        yield from inputs
+    elif isinstance(inputs, (list, tuple)) or hasattr(inputs, "__next__"):
+        for item in inputs:
+            yield from (item if is_tensor(item) and item.ndim == 4 else [item])
+    else:
+        yield inputs
+
+
+def check_not_empty(inputs):
+    if isinstance(inputs, (list, tuple)) and not inputs or (is_tensor(inputs) and inputs.ndim == 4 and not len(inputs)):
+        raise BadInput("No inputs given: pass an image, a path, or a non-empty list of them.")
+
+
+def chunks(items, size):
+    """Lists of up to size() items; size is read again for every chunk (it shrinks after out-of-memory)."""
+    items = iter(items)
+    while chunk := list(islice(items, size())):
+        yield chunk
+
+
+def prefetched(iterable, depth):
+    """Yield from `iterable` while a thread computes up to `depth` items ahead of the consumer."""
+    waiting, stop = queue.Queue(maxsize=depth), threading.Event()
+
+    def put(value):
+        while not stop.is_set():
+            try:
+                return waiting.put(value, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def produce():
+        try:
+            for value in iterable:
+                put((value, None))
+                if stop.is_set():
+                    return
+            put((_END, None))
+        except BaseException as error:  # re-raised in the consumer's thread
+            put((None, error))
+
+    thread = threading.Thread(target=produce, name="zoo-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := waiting.get())[0] is not _END:
+            if item[1] is not None:
+                raise item[1]
+            yield item[0]
+    finally:
+        stop.set()
+        thread.join()
