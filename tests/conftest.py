@@ -30,6 +30,22 @@ def samples():
 
 
 @pytest.fixture(scope="session")
+def florence2_tiny(tmp_path_factory):
+    """A tiny random Florence-2 checkpoint folder, as save_pretrained writes it."""
+    from zoo_florence2 import testing
+
+    return testing.florence2(tmp_path_factory.mktemp("florence2"))
+
+
+@pytest.fixture(scope="session")
+def qwen2vl_tiny(tmp_path_factory):
+    """A tiny random Qwen2-VL checkpoint folder, as save_pretrained writes it."""
+    from zoo_qwen2vl import testing
+
+    return testing.qwen2_vl(tmp_path_factory.mktemp("qwen2vl"))
+
+
+@pytest.fixture(scope="session")
 def cifar_root(tmp_path_factory):
     """A real CIFAR-10 folder in the python layout, made of the bundled sample's 200 images."""
     root = tmp_path_factory.mktemp("cifar")

@@ -8,7 +8,6 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
-from zoo_florence2 import testing as florence_testing
 import zoo
 from zoo import bench, results
 from zoo.cli import build_cli
@@ -29,9 +28,9 @@ def tiny_deit(tmp_path):
     return "tiny-deit"
 
 
-@pytest.fixture(scope="module")
-def florence_dir(tmp_path_factory):
-    return florence_testing.florence2(tmp_path_factory.mktemp("florence"))
+@pytest.fixture
+def florence_dir(florence2_tiny):
+    return florence2_tiny
 
 
 @pytest.fixture

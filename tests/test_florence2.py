@@ -6,13 +6,12 @@ from PIL import Image
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
 import zoo
-from zoo_florence2 import testing as florence_testing
 from zoo_florence2 import DESCRIBE_TASKS, detections
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return florence_testing.florence2(tmp_path_factory.mktemp("florence2"))
+@pytest.fixture
+def tiny(florence2_tiny):
+    return florence2_tiny
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ import torch
 from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-from zoo_qwen2vl import testing as qwen_testing
 import zoo
 from zoo_qwen2vl import CLASSIFY_PROMPT
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return qwen_testing.qwen2_vl(tmp_path_factory.mktemp("qwen2vl"))
+@pytest.fixture
+def tiny(qwen2vl_tiny):
+    return qwen2vl_tiny
 
 
 @pytest.fixture

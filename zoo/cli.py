@@ -8,6 +8,7 @@ import click
 
 from . import api
 from .errors import ZooError
+from .records import TASKS
 from .tables import table
 
 
@@ -48,14 +49,35 @@ def human_count(n):
     return str(n)
 
 
+POSITIVE = click.IntRange(min=1)
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number above zero (click's FloatRange lets nan through)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value} is not a finite number above 0.", param, ctx)
+        return number
+
+
+device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present]")
+dtype_option = click.option("--dtype", default=None, help="float32, bfloat16 or float16 [bf16 on CUDA, else fp32]")
+batch_size_option = click.option("--batch-size", type=POSITIVE, default=None, help="Inputs per batch [the model's].")
+
+
 def load_options(f):
     """The options of every command that loads a model: where it runs, its weights, its model options."""
     f = click.option("-o", "--option", "model_options", multiple=True, metavar="KEY=VALUE",
                      help="A model option (repeatable); 'zoo info NAME' and the plugin docs list them.")(f)
-    f = click.option("--batch-size", type=int, default=None, help="Inputs per batch [the model's default].")(f)
+    f = batch_size_option(f)
     f = click.option("--weights", type=click.Path(), default=None, help="Local weights file or folder.")(f)
-    f = click.option("--dtype", default=None, help="float32, bfloat16 or float16 [bf16 on CUDA, else fp32]")(f)
-    return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present]")(f)
+    return device_option(dtype_option(f))
 
 
 def load_model(name, load, capability=None, call_options=None):
@@ -79,7 +101,7 @@ def cli():
 
 @cli.command(name="list")
 @click.argument("pattern", required=False)
-@click.option("--task", default=None, help="Only models with this task (classify, embed, describe, detect).")
+@click.option("--task", type=click.Choice(TASKS), default=None, help="Only models with this task.")
 @click.option("--plugin", default=None, help="Only models of this plugin.")
 @click.option("--json", "as_json", is_flag=True)
 def list_command(pattern, task, plugin, as_json):
@@ -116,7 +138,7 @@ def info(name, as_json):
 @cli.command()
 @click.argument("name")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--top-k", type=int, default=None, help="How many predictions per input [5].")
+@click.option("--top-k", type=POSITIVE, default=None, help="How many predictions per input [5].")
 @click.option("--labels", default=None, help="Comma-separated label names to choose among.")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
@@ -135,7 +157,7 @@ def classify(name, inputs, top_k, labels, as_json, **load):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--prompt", default=None, help="A question or instruction about each input.")
 @click.option("--task", default=None, help="A model-specific task (Florence-2: caption, detailed_caption, ocr ...).")
-@click.option("--max-new-tokens", type=int, default=None, help="Longest answer in tokens [128].")
+@click.option("--max-new-tokens", type=POSITIVE, default=None, help="Longest answer in tokens [128].")
 @click.option("--stream/--no-stream", default=None, help="Print tokens as they come [on for one input in a terminal].")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
@@ -230,7 +252,7 @@ def plugins(as_json):
 @click.option("--dataset", default="cifar10", show_default=True)
 @click.option("--data-root", type=click.Path(), default=None)
 @click.option("--split", default="test", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="A seeded random subset of N images.")
+@click.option("--limit", type=POSITIVE, default=None, help="A seeded random subset of N images.")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
 def evaluate(name, dataset, data_root, split, limit, as_json, **load):
@@ -252,14 +274,14 @@ def evaluate(name, dataset, data_root, split, limit, as_json, **load):
 @click.option("--dataset", default="cifar10", show_default=True, help="A registered dataset or an image folder.")
 @click.option("--data-root", type=click.Path(), default=None)
 @click.option("--split", default="test", show_default=True)
-@click.option("--limit", type=int, default=None, help="A seeded random subset of N images (the same every run).")
+@click.option("--limit", type=POSITIVE, default=None, help="A seeded random subset of N images (the same every run).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--protocol", type=click.Choice(["auto", "head", "probe", "knn", "zero-shot"]), default="auto",
               show_default=True)
-@click.option("--train-limit", type=int, default=5000, show_default=True, help="Training images for probe/k-NN.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[each model's default]")
-@click.option("--device", default=None)
-@click.option("--dtype", default=None)
+@click.option("--train-limit", type=POSITIVE, default=5000, show_default=True, help="Training images for probe/k-NN.")
+@batch_size_option
+@device_option
+@dtype_option
 @click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
 @click.option("--plot", type=click.Path(), default=None, help="PNG: accuracy against throughput, and a confusion matrix.")
 @click.option("--confusion", default=None, help="The model whose confusion matrix is drawn [the most accurate].")
@@ -298,7 +320,7 @@ def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit,
 @cli.command()
 @click.option("--dataset", default=None)
 @click.option("--model", default=None)
-@click.option("--last", type=int, default=None, help="Only the newest N runs.")
+@click.option("--last", type=POSITIVE, default=None, help="Only the newest N runs.")
 @click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
 @click.option("--export", "export_format", type=click.Choice(["csv", "json", "md"]), default=None)
 @click.option("--json", "as_json", is_flag=True)

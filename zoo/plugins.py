@@ -118,7 +118,7 @@ def call_each(hook_name, arguments):
     """
     load_plugins()
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in hook.get_hookimpls():  # registration order (pluggy's own calls run last-registered first)
         try:
             kwargs = arguments(impl.plugin_name)
             impl.function(**{k: kwargs[k] for k in impl.argnames})

@@ -10,6 +10,7 @@ from .files import atomic_path, write_text
 from .hookspecs import hookimpl
 from .errors import ZooError
 from .model import Model
+from .vision import EmbedOptions
 
 PLUGIN = "probe"
 
@@ -132,11 +133,11 @@ class ProbeModel(Model):
     """A backbone's embeddings followed by a trained linear head; it decodes and batches as its backbone."""
 
     capabilities = frozenset({"classify", "embed"})
+    embed_options = EmbedOptions  # backbones are image models
 
     def __init__(self, record, runtime, backbone, head, labels, weights_path=None):
         super().__init__(record, runtime, weights_path=weights_path)
         self.backbone, self.head, self.labels = backbone, head, tuple(labels)
-        self.embed_options = backbone.embed_options
         self.prepare, self.collate = backbone.prepare, backbone.collate
 
     @classmethod
@@ -172,17 +173,19 @@ def register_loaders(register):
 def register_commands(cli):
     import click
 
+    from .cli import POSITIVE, batch_size_option, device_option, dtype_option
+
     @cli.command(name="probe")
     @click.argument("backbone")
     @click.option("--dataset", default="cifar10", show_default=True)
     @click.option("--data-root", type=click.Path(), default=None)
     @click.option("--name", default=None, help="Name of the new model [BACKBONE+DATASET].")
-    @click.option("--limit", type=int, default=None, help="A seeded subset of N training images.")
-    @click.option("--test-limit", type=int, default=None, help="A seeded subset of N test images.")
-    @click.option("--batch-size", type=int, default=64, show_default=True)
-    @click.option("--epochs", type=int, default=100, show_default=True)
-    @click.option("--device", default=None)
-    @click.option("--dtype", default=None)
+    @click.option("--limit", type=POSITIVE, default=None, help="A seeded subset of N training images.")
+    @click.option("--test-limit", type=POSITIVE, default=None, help="A seeded subset of N test images.")
+    @click.option("--epochs", type=POSITIVE, default=100, show_default=True)
+    @batch_size_option
+    @device_option
+    @dtype_option
     def probe_command(backbone, dataset, data_root, name, limit, test_limit, batch_size, epochs, device, dtype):
         """Train a linear probe on BACKBONE's frozen features; saves it as a new model."""
         r = probe(backbone, dataset=dataset, data_root=data_root, name=name, limit=limit, test_limit=test_limit,

@@ -96,43 +96,48 @@ def parse_record(data, source="code"):
     for required in ("name", "plugin", "architecture"):
         if not isinstance(data.get(required), str) or not data[required].strip():
             raise bad(required, "required, a non-empty string")
+    params = data.get("params")
+    return ModelRecord(
+        name=data["name"], plugin=data["plugin"], architecture=data["architecture"],
+        aliases=tuple(_string_list(data.get("aliases", []), lambda p: bad("aliases", p))),
+        model_args=_mapping(data, "model_args", "expected a mapping of keyword arguments", bad),
+        weights=_weights(data.get("weights"), lambda f, p: bad(f, p)),
+        preprocess=_preprocess(data.get("preprocess"), lambda f, p: bad(f, p)),
+        labels=_labels(data.get("labels"), bad), tasks=_tasks(data.get("tasks", []), bad),
+        license=data.get("license"), paper=data.get("paper"),
+        params=int(params) if _positive(params, bad) else None,
+        metrics=_mapping(data, "metrics", "expected a mapping of metric name to number", bad, numbers=True),
+        description=data.get("description"), source=source,
+    )
 
-    aliases = _string_list(data.get("aliases", []), lambda p: bad("aliases", p))
-    tasks = _string_list(data.get("tasks", []), lambda p: bad("tasks", p))
+
+def _tasks(value, bad):
+    tasks = _string_list(value, lambda p: bad("tasks", p))
     for task in tasks:
         if task not in TASKS:
             raise bad("tasks", f"unknown task {task!r}; tasks are: {', '.join(TASKS)}")
-    model_args = data.get("model_args") or {}
-    if not isinstance(model_args, dict):
-        raise bad("model_args", "expected a mapping of keyword arguments")
-    metrics = data.get("metrics") or {}
-    if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
-        raise bad("metrics", "expected a mapping of metric name to number")
-    labels = data.get("labels")
+    return tuple(tasks)
+
+
+def _mapping(data, key, problem, bad, numbers=False):
+    value = data.get(key) or {}
+    if not isinstance(value, dict) or (numbers and not all(isinstance(v, (int, float)) for v in value.values())):
+        raise bad(key, problem)
+    return dict(value)
+
+
+def _labels(labels, bad):
     if isinstance(labels, list):
-        labels = tuple(_string_list(labels, lambda p: bad("labels", p)))
-    elif labels is not None and not isinstance(labels, str):
+        return tuple(_string_list(labels, lambda p: bad("labels", p)))
+    if labels is not None and not isinstance(labels, str):
         raise bad("labels", "expected a label-set name (e.g. imagenet-1k) or a list of names")
-    params = data.get("params")
+    return labels
+
+
+def _positive(params, bad):
     if params is not None and (not isinstance(params, (int, float)) or params <= 0):
         raise bad("params", "expected a positive number")
-    return ModelRecord(
-        name=data["name"],
-        plugin=data["plugin"],
-        architecture=data["architecture"],
-        aliases=tuple(aliases),
-        model_args=dict(model_args),
-        weights=_weights(data.get("weights"), lambda f, p: bad(f, p)),
-        preprocess=_preprocess(data.get("preprocess"), lambda f, p: bad(f, p)),
-        labels=labels,
-        tasks=tuple(tasks),
-        license=data.get("license"),
-        paper=data.get("paper"),
-        params=int(params) if params is not None else None,
-        metrics=dict(metrics),
-        description=data.get("description"),
-        source=source,
-    )
+    return params is not None
 
 
 def _string_list(value, bad):

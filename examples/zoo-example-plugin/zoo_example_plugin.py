@@ -25,7 +25,7 @@ class DominantColour(zoo.Model):
     def classify_batch(self, images, options):
         import torch
 
-        means = torch.tensor([np.asarray(image, dtype=np.float64).mean(axis=(0, 1)) for image in images])
+        means = torch.from_numpy(np.stack([np.asarray(image, dtype=np.float64).mean(axis=(0, 1)) for image in images]))
         return self.label_predictions(means / 32, options)
 
 

@@ -6,7 +6,10 @@ from pathlib import Path
 import click
 
 import zoo
+from zoo.cli import POSITIVE, PositiveFloat, device_option
 from zoo.vision import ImageModel
+
+from .presets import PRESETS
 
 PLUGIN = "vit_cifar"
 
@@ -41,48 +44,52 @@ def register_loaders(register):
     register(PLUGIN, VitCifar)
 
 
+@click.command(name="train")
+@click.argument("name", type=click.Choice(["vit-cifar"]))
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu", show_default=True)
+@click.option("--data-root", type=click.Path(), required=True, help="Folder with cifar-10-batches-py/.")
+@click.option("--out", type=click.Path(), default=None, help="Output folder [runs/NAME-PRESET].")
+@click.option("--epochs", type=POSITIVE, default=None, help="Override the preset's epochs.")
+@click.option("--batch-size", type=POSITIVE, default=None, help="Global batch size (over all processes).")
+@click.option("--lr", type=PositiveFloat(), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@device_option
+@click.option("--limit", type=POSITIVE, default=None, help="Use only the first N training images.")
+@click.option("--test-limit", type=POSITIVE, default=None, help="Evaluate on the first N test images.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@click.option("--force", is_flag=True, help="Start afresh even if --out holds a run (it is replaced).")
+@click.option("--register", "register_as", default=None, help="Register the result under this model name.")
+def train_command(name, preset, data_root, out, epochs, batch_size, lr, seed, device, limit, test_limit, resume,
+                  force, register_as):
+    """Train NAME on CIFAR-10 from scratch (multi-GPU: torchrun --nproc_per_node N -m zoo train ...)."""
+    from .train import train
+
+    out = Path(out or f"runs/{name}-{preset}")
+    if not (resume or force) and any((out / f).exists() for f in ("checkpoint.safetensors", "metrics.json")):
+        raise zoo.ZooError(f"{out} holds a training run already: pass --resume to continue it, --force to "
+                           "replace it, or --out for another folder.")
+    try:
+        metrics = train(preset, data_root=data_root, out=out, seed=seed, resume=resume, device=device,
+                        limit=limit, test_limit=test_limit, epochs=epochs, batch_size=batch_size, lr=lr)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    if metrics is None:
+        return  # a non-zero rank under torchrun
+    click.echo(f"{name} ({preset}): test top-1 {metrics['test_top1']:.4f}, top-5 {metrics['test_top5']:.4f}, "
+               f"{metrics['train_time_s']:.0f} s. Saved to {out}")
+    if register_as:
+        click.echo(f"Registered {register_as!r} in {register_run(register_as, name, preset, out, metrics)}")
+
+
+def register_run(register_as, name, preset, out, metrics):
+    return zoo.registry.save_user_record({
+        "name": register_as, "plugin": PLUGIN, "architecture": "vit", "weights": {"path": str(out.resolve())},
+        "labels": "cifar10", "tasks": ["classify", "embed"],
+        "metrics": {"cifar10_top1": metrics["test_top1"], "cifar10_top5": metrics["test_top5"]},
+        "description": f"ViT trained with 'zoo train {name} --preset {preset}'",
+    })
+
+
 @zoo.hookimpl
 def register_commands(cli):
-    from .presets import PRESETS
-
-    @cli.command()
-    @click.argument("name", type=click.Choice(["vit-cifar"]))
-    @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu", show_default=True)
-    @click.option("--data-root", type=click.Path(), required=True, help="Folder with cifar-10-batches-py/.")
-    @click.option("--out", type=click.Path(), default=None, help="Output folder [runs/NAME-PRESET].")
-    @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
-    @click.option("--batch-size", type=int, default=None, help="Global batch size (over all processes).")
-    @click.option("--lr", type=float, default=None)
-    @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [cuda when present]")
-    @click.option("--limit", type=int, default=None, help="Use only the first N training images.")
-    @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images.")
-    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
-    @click.option("--force", is_flag=True, help="Start afresh even if --out holds a run (it is replaced).")
-    @click.option("--register", "register_as", default=None, help="Register the result under this model name.")
-    def train(name, preset, data_root, out, epochs, batch_size, lr, seed, device, limit, test_limit, resume, force,
-              register_as):
-        """Train NAME on CIFAR-10 from scratch (multi-GPU: torchrun --nproc_per_node N -m zoo train ...)."""
-        from .train import train as run
-
-        out = Path(out or f"runs/{name}-{preset}")
-        if not (resume or force) and any((out / f).exists() for f in ("checkpoint.safetensors", "metrics.json")):
-            raise zoo.ZooError(f"{out} holds a training run already: pass --resume to continue it, --force to "
-                               "replace it, or --out for another folder.")
-        try:
-            metrics = run(preset, data_root=data_root, out=out, seed=seed, resume=resume, device=device,
-                          limit=limit, test_limit=test_limit, epochs=epochs, batch_size=batch_size, lr=lr)
-        except KeyboardInterrupt:
-            raise SystemExit(130) from None
-        if metrics is None:
-            return  # a non-zero rank under torchrun
-        click.echo(f"{name} ({preset}): test top-1 {metrics['test_top1']:.4f}, top-5 {metrics['test_top5']:.4f}, "
-                   f"{metrics['train_time_s']:.0f} s. Saved to {out}")
-        if register_as:
-            path = zoo.registry.save_user_record({
-                "name": register_as, "plugin": PLUGIN, "architecture": "vit", "weights": {"path": str(out.resolve())},
-                "labels": "cifar10", "tasks": ["classify", "embed"],
-                "metrics": {"cifar10_top1": metrics["test_top1"], "cifar10_top5": metrics["test_top5"]},
-                "description": f"ViT trained with 'zoo train {name} --preset {preset}'",
-            })
-            click.echo(f"Registered {register_as!r} in {path}")
+    cli.add_command(train_command)

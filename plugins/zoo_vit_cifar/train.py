@@ -4,7 +4,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,15 @@ from zoo.errors import ZooError
 from zoo.files import atomic_path, write_text
 from zoo.labels import CIFAR10
 
-from .presets import PRESETS
+from .presets import PRESETS, Recipe
 from .vit import ViT
+
+CHECKPOINT = "checkpoint.safetensors"
+SEED_RANGE = 2**62  # per-step seeds are drawn below this
+EPOCH_SEED_STRIDE = 100_003  # a prime: the shuffle seeds of (seed, epoch) pairs never collide in practice
+CROP_PADDING = 4  # pixels of reflect padding before a random 32x32 crop
+RANDAUGMENT_CHUNK = 32  # images sharing one RandAugment op draw
+EVAL_BATCH = 1000
 
 # -- distributed -------------------------------------------------------------------------------
 
@@ -40,7 +47,7 @@ def setup_distributed(device):
 # -- augmentation on batches of uint8 tensors ----------------------------------------------------
 
 
-def random_crop(x, gen, pad=4):
+def random_crop(x, gen, pad=CROP_PADDING):
     n, _, h, w = x.shape
     padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
@@ -57,7 +64,7 @@ def random_flip(x, gen):
     return torch.where(flip, x.flip(3), x)
 
 
-def rand_augment(x, ops, chunk=32):
+def rand_augment(x, ops, chunk=RANDAUGMENT_CHUNK):
     """torchvision's RandAugment, with a fresh op draw for every chunk of the batch."""
     from torchvision.transforms import v2
 
@@ -162,7 +169,7 @@ def make_optimizer(model, recipe):
 
 
 @torch.inference_mode()
-def evaluate(model, images, labels, mean, std, autocast, batch_size=1000):
+def evaluate(model, images, labels, mean, std, autocast, batch_size=EVAL_BATCH):
     """(top-1, top-5) accuracy of a model on uint8 NCHW images."""
     model.eval()
     top1 = top5 = 0
@@ -186,115 +193,179 @@ def load_cifar(data_root, device, limit=None, test_limit=None):
     return tensors("train", limit), tensors("test", test_limit)
 
 
-def train(preset="cpu", *, data_root, out, seed=0, resume=False, device=None, limit=None, test_limit=None,
-          progress=True, **overrides):
-    """Train a preset (overrides: epochs, batch_size, lr, ...); returns the metrics dict."""
+@dataclass
+class Run:
+    """One training run: its settings, data, network and optimiser, and where the loop stands (`state`)."""
+
+    recipe: Recipe
+    out: Path
+    seed: int
+    rank: int
+    world: int
+    device: torch.device
+    data: tuple  # (train images, train labels, test images, test labels) as tensors on the device
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model as trained: DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    state: dict  # epoch, step, history, elapsed, epoch_losses, ...: everything a resume needs
+    progress: bool
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+    @property
+    def autocast(self):
+        return self.device.type == "cuda" and self.recipe.bf16
+
+    @property
+    def steps_per_epoch(self):
+        return len(self.data[0]) // self.recipe.batch_size
+
+    @property
+    def normalisation(self):
+        shape = (1, 3, 1, 1)
+        return (torch.tensor(self.recipe.mean, device=self.device).view(shape),
+                torch.tensor(self.recipe.std, device=self.device).view(shape))
+
+
+def make_recipe(preset, overrides):
     if preset not in PRESETS:
         raise ZooError(f"Unknown preset {preset!r}; presets: {', '.join(PRESETS)}.")
-    recipe = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    out = Path(out)
+    return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def start(preset, *, data_root, out, seed, resume, device, limit, test_limit, progress, overrides):
+    """A Run ready for its first (or resumed) step."""
+    recipe = make_recipe(preset, overrides)
     rank, world, device = setup_distributed(device)
     if recipe.batch_size % world:
         raise ZooError(f"--batch-size {recipe.batch_size} must divide evenly over {world} processes.")
-    local_batch = recipe.batch_size // world
-    cuda = device.type == "cuda"
-    autocast = cuda and recipe.bf16
-    if cuda:
+    if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-
     (train_x, train_y), (test_x, test_y) = load_cifar(data_root, device, limit, test_limit)
-    mean = torch.tensor(recipe.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(recipe.std, device=device).view(1, 3, 1, 1)
-    steps_per_epoch = len(train_x) // recipe.batch_size
-    if steps_per_epoch == 0:
+    if len(train_x) < recipe.batch_size:
         raise ZooError(f"{len(train_x)} training images are fewer than one batch of {recipe.batch_size}.")
-    total_steps = steps_per_epoch * recipe.epochs
-
     torch.manual_seed(seed)
-    model = ViT(image_size=32, num_classes=10, **recipe.model).to(device)
+    model = ViT(image_size=32, num_classes=len(CIFAR10), **recipe.model).to(device)
     optimizer = make_optimizer(model, recipe)
     state = {"epoch": 0, "step": 0, "history": [], "elapsed": 0.0, "seed": seed, "preset": preset,
              "recipe": json.loads(json.dumps(asdict(recipe)))}
-    checkpoint = out / "checkpoint.safetensors"
     if resume:
-        if not checkpoint.exists():
-            raise ZooError(f"--resume: no checkpoint at {checkpoint}; start without --resume.")
-        state = load_checkpoint(checkpoint, model, optimizer)
-        if state["recipe"] != json.loads(json.dumps(asdict(recipe))) or state["seed"] != seed:
-            raise ZooError(f"--resume: {checkpoint} was made with other settings; pass the same preset, options and seed.")
+        state = resume_state(Path(out) / CHECKPOINT, model, optimizer, state)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    if recipe.compile:
-        net = torch.compile(net)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = torch.compile(net) if recipe.compile else net
+    return Run(recipe, Path(out), seed, rank, world, device, (train_x, train_y, test_x, test_y), model, net, optimizer,
+               state, progress)
 
-    out.mkdir(parents=True, exist_ok=True)
-    is_main, started = rank == 0, None
+
+def resume_state(checkpoint, model, optimizer, fresh):
+    if not checkpoint.exists():
+        raise ZooError(f"--resume: no checkpoint at {checkpoint}; start without --resume.")
+    state = load_checkpoint(checkpoint, model, optimizer)
+    if state["recipe"] != fresh["recipe"] or state["seed"] != fresh["seed"]:
+        raise ZooError(f"--resume: {checkpoint} was made with other settings; pass the same preset, options and seed.")
+    return state
+
+
+def augment(run, x, y, rng, gen):
+    """Batched augmentation of uint8 images on the device; returns normalised images and soft targets."""
+    recipe, (mean, std) = run.recipe, run.normalisation
+    if recipe.crop:
+        x = random_crop(x, gen)
+    if recipe.flip:
+        x = random_flip(x, gen)
+    if recipe.randaugment:
+        x = rand_augment(x, recipe.randaugment)
+    x = (x.float() / 255 - mean) / std
+    classes = len(CIFAR10)
+    y_soft = F.one_hot(y, classes).float() * (1 - recipe.label_smoothing) + recipe.label_smoothing / classes
+    return mix(x, y_soft, recipe, rng)
+
+
+def train_step(run, epoch, step, order):
+    """One optimiser step; every random draw derives from (seed, epoch, step, rank), so a resume is exact."""
+    recipe, (train_x, train_y) = run.recipe, run.data[:2]
+    rng = np.random.default_rng([run.seed, epoch, step, run.rank])
+    gen = torch.Generator().manual_seed(int(rng.integers(SEED_RANGE)))
+    torch.manual_seed(int(rng.integers(SEED_RANGE)))  # dropout, stochastic depth, RandAugment
+    index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size][run.rank::run.world].to(run.device)
+    x, y_soft = augment(run, train_x[index], train_y[index], rng, gen)
+    total = run.steps_per_epoch * recipe.epochs
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_at(epoch * run.steps_per_epoch + step, total, recipe, run.steps_per_epoch)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.autocast):
+        loss = torch.sum(-y_soft * F.log_softmax(run.net(x).float(), dim=-1), dim=-1).mean()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return loss
+
+
+def train_epoch(run, epoch):
+    """The rest of one epoch from state['step']; the seconds it took are added to state['elapsed']."""
+    state = run.state
+    order = torch.randperm(len(run.data[0]), generator=torch.Generator().manual_seed(run.seed * EPOCH_SEED_STRIDE + epoch))
+    bar = _progress(run.steps_per_epoch, state["step"], epoch, run.recipe.epochs, run.progress and run.main)
+    losses = state.setdefault("epoch_losses", [])  # kept in the checkpoint: a resumed epoch's mean is exact
+    run.net.train()
+    started, seen = time.perf_counter(), 0
     try:
-        while state["epoch"] < recipe.epochs:
-            epoch = state["epoch"]
-            perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-            bar = _progress(steps_per_epoch, state["step"], epoch, recipe.epochs, progress and is_main)
-            net.train()
-            started, seen = time.perf_counter(), 0
-            losses = state.setdefault("epoch_losses", [])  # kept in the checkpoint: a resumed epoch's mean is exact
-            for step in range(state["step"], steps_per_epoch):
-                # Every random draw of a step derives from (seed, epoch, step): resuming anywhere is exact.
-                rng = np.random.default_rng([seed, epoch, step, rank])
-                gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-                torch.manual_seed(int(rng.integers(2**62)))  # dropout, stochastic depth, RandAugment
-                index = perm[step * recipe.batch_size:(step + 1) * recipe.batch_size][rank::world].to(device)
-                x, y = train_x[index], train_y[index]
-                if recipe.crop:
-                    x = random_crop(x, gen)
-                if recipe.flip:
-                    x = random_flip(x, gen)
-                if recipe.randaugment:
-                    x = rand_augment(x, recipe.randaugment)
-                x = (x.float() / 255 - mean) / std
-                y_soft = F.one_hot(y, 10).float() * (1 - recipe.label_smoothing) + recipe.label_smoothing / 10
-                x, y_soft = mix(x, y_soft, recipe, rng)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, recipe, steps_per_epoch)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss = torch.sum(-y_soft * F.log_softmax(net(x).float(), dim=-1), dim=-1).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                state["step"] = step + 1
-                losses.append(loss.item())
-                seen += local_batch * world
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
-            bar.close()
-            state["elapsed"] += time.perf_counter() - started
-            started = None
-            top1, top5 = evaluate(unwrap(net), test_x, test_y, mean, std, autocast)
-            state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
-                                     "test_top1": top1, "test_top5": top5, "elapsed_s": round(state["elapsed"], 2)})
-            state["epoch"], state["step"], state["epoch_losses"] = epoch + 1, 0, []
-            if is_main:
-                save_checkpoint(checkpoint, model, optimizer, state)
-                save_model(out, model, recipe, state["history"], preset)
-                _write_metrics(out, state, world, device)
-                if progress:
-                    print(f"epoch {epoch + 1}/{recipe.epochs}: loss {state['history'][-1]['train_loss']:.4f}, "
-                          f"test top-1 {top1:.4f}, {state['elapsed']:.0f} s", flush=True)
+        for step in range(state["step"], run.steps_per_epoch):
+            losses.append(train_step(run, epoch, step, order).item())
+            state["step"] = step + 1
+            seen += run.recipe.batch_size
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+    finally:
+        state["elapsed"] += time.perf_counter() - started
+        bar.close()
+
+
+def end_epoch(run, epoch):
+    """Evaluate, record the epoch, and (on the main process) save the checkpoint, model and metrics."""
+    state, (test_x, test_y) = run.state, run.data[2:]
+    top1, top5 = evaluate(unwrap(run.net), test_x, test_y, *run.normalisation, run.autocast)
+    losses = state["epoch_losses"]
+    state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                             "test_top1": top1, "test_top5": top5, "elapsed_s": round(state["elapsed"], 2)})
+    state["epoch"], state["step"], state["epoch_losses"] = epoch + 1, 0, []
+    if not run.main:
+        return
+    save_checkpoint(run.out / CHECKPOINT, run.model, run.optimizer, state)
+    save_model(run.out, run.model, run.recipe, state["history"], state["preset"])
+    _write_metrics(run.out, state, run.world, run.device)
+    if run.progress:
+        print(f"epoch {epoch + 1}/{run.recipe.epochs}: loss {state['history'][-1]['train_loss']:.4f}, "
+              f"test top-1 {top1:.4f}, {state['elapsed']:.0f} s", flush=True)
+
+
+def train(preset="cpu", *, data_root, out, seed=0, resume=False, device=None, limit=None, test_limit=None,
+          progress=True, **overrides):
+    """Train a preset (overrides: epochs, batch_size, lr, ...); returns the metrics dict (None off rank 0)."""
+    run = start(preset, data_root=data_root, out=out, seed=seed, resume=resume, device=device, limit=limit,
+                test_limit=test_limit, progress=progress, overrides=overrides)
+    run.out.mkdir(parents=True, exist_ok=True)
+    try:
+        while run.state["epoch"] < run.recipe.epochs:
+            epoch = run.state["epoch"]
+            train_epoch(run, epoch)
+            end_epoch(run, epoch)
     except KeyboardInterrupt:
-        if started is not None:
-            state["elapsed"] += time.perf_counter() - started
-        if is_main:
-            save_checkpoint(checkpoint, model, optimizer, state)
-            print(f"\nInterrupted: resumable checkpoint in {checkpoint} (epoch {state['epoch']}, step "
-                  f"{state['step']}). Continue with --resume.", flush=True)
+        if run.main:
+            save_checkpoint(run.out / CHECKPOINT, run.model, run.optimizer, run.state)
+            print(f"\nInterrupted: resumable checkpoint in {run.out / CHECKPOINT} (epoch {run.state['epoch']}, "
+                  f"step {run.state['step']}). Continue with --resume.", flush=True)
         raise
     finally:
-        if world > 1:
+        if run.world > 1:
             dist.destroy_process_group()
-    if not is_main:
+    if not run.main:
         return None
-    _plot(out, state["history"])
-    return _metrics(state, world, device)
+    _plot(run.out, run.state["history"])
+    return _metrics(run.state, run.world, run.device)
 
 
 def _progress(total, initial, epoch, epochs, enabled):

@@ -1,0 +1,112 @@
+"""Options are declared and checked before any work: in zoo.load, in every call, and in every CLI command."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+from click.testing import CliRunner
+
+import zoo
+from zoo.cli import build_cli
+from zoo.options import option, parse_assignments, validate
+
+
+@dataclass(frozen=True)
+class Example:
+    size: int = option(4, minimum=1)
+    rate: float = 1.0
+    mode: Literal["a", "b"] = "a"
+    names: tuple[str, ...] | None = None
+    flag: bool = False
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"sizes": 3}, "unknown option 'sizes'. Valid options: size \\(int\\), rate \\(float\\)"),
+    ({"size": "3"}, "size='3' must be int"),
+    ({"size": True}, "size=True must be int"),
+    ({"size": 0}, "size=0 must be at least 1"),
+    ({"rate": float("nan")}, "rate=nan must be float"),
+    ({"mode": "c"}, "mode='c' must be one of 'a', 'b'"),
+    ({"names": "cat"}, "names='cat' must be a list of str or None"),
+    ({"flag": 1}, "flag=1 must be bool"),
+])
+def test_validate_refuses_with_the_valid_options(values, message):
+    with pytest.raises(zoo.BadInput, match=message):
+        validate(Example, values, "thing")
+
+
+def test_validate_converts():
+    checked = validate(Example, {"size": 2, "rate": 3, "names": ["x", "y"]}, "thing")
+    assert checked == Example(size=2, rate=3.0, names=("x", "y"))
+    assert parse_assignments(["size=2", "mode=b", "names=[\"x\"]", "path=a=b"]) == {
+        "size": 2, "mode": "b", "names": ["x"], "path": "a=b"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": 0}, "batch_size=0"), ({"batch_size": "8"}, "batch_size='8'"), ({"workers": -1}, "workers=-1"),
+    ({"device": "tpu"}, "Unknown device 'tpu'"), ({"device": "cuda"}, "no CUDA GPU"),
+    ({"dtype": "int8"}, "Unknown dtype 'int8'"), ({"attention": "fast"}, "attention='fast'"),
+    ({"compile": "yes"}, "compile='yes'"), ({"device_map": 3}, "device_map=3"),
+    ({"attention_impl": "sdpa"}, "unknown option 'attention_impl'"),
+])
+def test_load_refuses_bad_runtime_and_model_options(kwargs, message):
+    with pytest.raises(zoo.BadInput, match=message):
+        zoo.load("vit-cifar", **kwargs)
+
+
+def test_runtime_options_reach_every_family(samples):
+    model = zoo.load("vit-cifar", batch_size=3, workers=1, attention="sdpa", dtype="float32")
+    assert (model.batch_size, model.workers) == (3, 1)
+    assert len(model.classify([samples / "cat.png"] * 7)) == 7
+
+
+@pytest.mark.parametrize("call, message", [
+    ({"top_k": 0}, "top_k=0 must be at least 1"), ({"labels": "cat"}, "must be a list of str"),
+    ({"labels": []}, "non-empty list"), ({"labels": ["cat", "cat"]}, "distinct"), ({"labels": [" "]}, "non-empty"),
+    ({"labels": ["spaceship"]}, "closed-set"), ({"temperature": 1}, "unknown option 'temperature'"),
+])
+def test_calls_refuse_bad_options_before_any_work(call, message, samples):
+    model = zoo.load("vit-cifar")
+    with pytest.raises(zoo.BadInput, match=message):
+        model.classify_stream(samples / "missing.png", **call)  # refused before the missing file is read
+
+
+def test_prediction_index_is_the_position_in_the_labels_scored(samples):
+    model = zoo.load("vit-cifar")
+    own = model.classify(samples / "cat.png", top_k=10)[0]
+    assert all(model.labels[p.index] == p.label for p in own)
+    subset = ["truck", "cat"]
+    assert all(subset[p.index] == p.label for p in model.classify(samples / "cat.png", labels=subset)[0])
+
+
+S = "samples/cat.png"
+BAD_INVOCATIONS = [
+    ["list", "--bogus"], ["list", "--task", "nope"],
+    ["info", "--bogus", "vit-cifar"], ["info", "no-such-model"],
+    ["classify", "vit-cifar", S, "--bogus"], ["classify", "vit-cifar", S, "-o", "bogus=1"],
+    ["classify", "vit-cifar", S, "--top-k", "0"], ["classify", "vit-cifar", S, "--labels", ","],
+    ["classify", "vit-cifar", S, "--device", "tpu"], ["classify", "vit-cifar", S, "--dtype", "int8"],
+    ["classify", "deit-tiny", S, "-o", "num_classes=ten"], ["classify", "vit-cifar", S, "-o", "noequals"],
+    ["describe", "qwen2-vl-2b-instruct", S, "--task", "ocr"], ["describe", "florence-2-base", S, "--bogus"],
+    ["describe", "florence-2-base", S, "--max-new-tokens", "0"], ["describe", "florence-2-base", S, "--task", "poem"],
+    ["embed", "vit-cifar", S, "--out", "x.npy", "-o", "x=1"], ["embed", "vit-cifar", S, "--out", "x.txt"],
+    ["detect", "florence-2-base", S, "--task", "nope"], ["detect", "florence-2-base", S, "--bogus"],
+    ["plugins", "--bogus"],
+    ["eval", "vit-cifar", "--dataset", "cifar10-sample", "-o", "x=1"], ["eval", "vit-cifar", "--limit", "-5"],
+    ["bench", "vit-cifar", "--dataset", "cifar10-sample", "--limit", "-5"], ["bench", "vit-cifar", "--bogus"],
+    ["bench", "vit-cifar", "--dataset", "cifar10-sample", "--batch-size", "0"],
+    ["results", "--last", "-1"], ["results", "--bogus"],
+    ["probe", "vit-cifar", "--dataset", "cifar10-sample", "--epochs", "0"], ["probe", "vit-cifar", "--bogus"],
+    ["train", "vit-cifar", "--data-root", ".", "--lr", "nan"], ["train", "vit-cifar", "--data-root", ".", "--bogus"],
+    ["train", "vit-cifar", "--data-root", ".", "--epochs", "0"],
+    ["colours", "--bogus"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_INVOCATIONS, ids=" ".join)
+def test_every_command_refuses_bad_options_and_values_without_a_traceback(args, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parent.parent)
+    result = CliRunner().invoke(build_cli(), args)
+    assert result.exit_code in (1, 2), result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: ")
