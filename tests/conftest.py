@@ -1,18 +1,31 @@
+import os
 import pickle
+import tempfile
 
-import numpy as np
-import pytest
+# Before any library reads it at import: the Hugging Face cache of a test run lives in a temp dir.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="zoo-tests-hf-")
 
-from zoo import plugins, registry
-from zoo.datasets import cifar10_sample
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
-SAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "samples"
+from zoo import plugins, registry  # noqa: E402
+from zoo.datasets import cifar10_sample  # noqa: E402
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+@pytest.fixture
+def subprocess_env(isolated):
+    """The environment for a zoo subprocess: this test's ZOO_HOME and HF_HOME, offline, and the source tree."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Every test gets its own zoo home, no network, no user registry files, fresh plugins."""
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo-home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("ZOO_REGISTRY", raising=False)

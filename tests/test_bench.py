@@ -150,3 +150,11 @@ def test_image_folder_dataset(tmp_path, samples):
 def test_table_to_pandas():
     frame = run(["vit-cifar"], limit=10).to_pandas()
     assert list(frame["model"]) == ["vit-cifar"] and frame.loc[0, "n"] == 10
+
+
+def test_the_example_plugins_model_benchmarks_like_any_other():
+    """A plugin model that writes only classify_batch gets batching, options and bench for free."""
+    table = bench.compare(["example-colour"], dataset="example-colours")
+    row = table.rows[0]
+    assert row["status"] == "ok", row.get("error")
+    assert row["protocol"] == "head" and row["top1"] == 1.0 and row["batch_size"] == zoo.Model.default_batch_size

@@ -95,18 +95,19 @@ def test_plugins_lists_hooks_and_failures():
     assert data["failures"] == [] and {"timm", "florence2", "qwen2vl", "example"} <= {p["name"] for p in data["plugins"]}
 
 
-def test_help_and_list_do_not_import_torch():
+def test_help_and_list_do_not_import_torch(subprocess_env):
     code = ("import sys, runpy; sys.argv = ['zoo'] + sys.argv[1:]\n"
             "try:\n    runpy.run_module('zoo', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'transformers', 'timm') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     for args in (["--help"], ["list"], ["info", "deit-tiny"], ["plugins"]):
-        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True).stdout
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                             env=subprocess_env).stdout
         assert out.strip().endswith("HEAVY []"), (args, out[-300:])
 
 
-def test_cli_exit_code_and_stderr_from_a_real_process(samples):
+def test_cli_exit_code_and_stderr_from_a_real_process(samples, subprocess_env):
     done = subprocess.run([sys.executable, "-m", "zoo", "classify", "nope", str(samples / "cat.png")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=subprocess_env)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().splitlines() == ["Error: Unknown model 'nope'. Run 'zoo list' to see every model."]

@@ -7,8 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_custom_backbone_example_runs(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "ZOO_HOME": str(tmp_path), "ZOO_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+def test_custom_backbone_example_runs(subprocess_env):
+    env = subprocess_env
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_backbone.py")], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

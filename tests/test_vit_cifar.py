@@ -1,7 +1,6 @@
 """vit-cifar: the architecture, training (resume, DDP), eval, shipped weights and training outputs."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -121,9 +120,9 @@ def test_cli_train_register_and_eval(cifar_root, tmp_path):
     assert f"top-1 {expected['top1']:.4f}, top-5 {expected['top5']:.4f}" in result.output
 
 
-def test_ddp_gloo_two_processes(cifar_root, tmp_path):
+def test_ddp_gloo_two_processes(cifar_root, tmp_path, subprocess_env):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**subprocess_env, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
                "-m", "zoo", "train", "vit-cifar", "--data-root", str(cifar_root), "--out", str(out), "--epochs", "1",
                "--batch-size", "20", "--test-limit", "20", "--device", "cpu"]
