@@ -135,6 +135,7 @@ def test_code_builder_options_are_its_keyword_arguments(tmp_path):
         zoo.load("contract-net", width="wide")
 
 
+@pytest.mark.slow
 def test_streaming_memory_is_bounded_by_the_queue(samples):
     """Thousands of inputs: decoded-but-unconsumed inputs never exceed the prefetch bound."""
     import numpy as np

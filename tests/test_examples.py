@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_custom_backbone_example_runs(subprocess_env):
     env = subprocess_env
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "custom_backbone.py")], capture_output=True,

@@ -56,6 +56,7 @@ def test_shipped_weights_accuracy_matches_the_record():
     assert result["top1"] > 0.6 and result["top1"] == pytest.approx(shipped["test_top1"], abs=0.12)
 
 
+@pytest.mark.slow
 def test_train_writes_a_loadable_run_deterministically(cifar_root, tmp_path, samples):
     a = train("cpu", data_root=cifar_root, out=tmp_path / "a", seed=3, progress=False, **SMALL)
     b = train("cpu", data_root=cifar_root, out=tmp_path / "b", seed=3, progress=False, **SMALL)
@@ -71,6 +72,7 @@ def test_train_writes_a_loadable_run_deterministically(cifar_root, tmp_path, sam
     assert model.classify(samples / "cat.png", top_k=1)[0][0].label in CIFAR10
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_is_exact(cifar_root, tmp_path, monkeypatch):
     full = train("cpu", data_root=cifar_root, out=tmp_path / "full", seed=1, progress=False, **SMALL)
     real_step, calls = torch.optim.AdamW.step, {"n": 0}
@@ -120,6 +122,7 @@ def test_cli_train_register_and_eval(cifar_root, tmp_path):
     assert f"top-1 {expected['top1']:.4f}, top-5 {expected['top5']:.4f}" in result.output
 
 
+@pytest.mark.slow
 def test_ddp_gloo_two_processes(cifar_root, tmp_path, subprocess_env):
     out = tmp_path / "ddp"
     env = {**subprocess_env, "OMP_NUM_THREADS": "1"}

@@ -84,7 +84,8 @@ class ImageModel(Model):
         import torch
 
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
-            return fn(self.normalise(pixels)).float().cpu()
+            # contiguous: a pooled row is often a view into the whole token tensor, which it would keep alive
+            return fn(self.normalise(pixels)).float().cpu().contiguous()
 
     def normalise(self, pixels):
         """uint8 NCHW (any device) -> normalised float on the model's device."""
