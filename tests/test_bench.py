@@ -67,6 +67,10 @@ def test_failures_get_a_row_with_the_reason_and_others_run(tiny_deit):
     assert "--protocol head" in table.rows[2]["error"]
     with pytest.raises(zoo.UnknownModel):
         run(["no-such-model"])
+    shown = CliRunner().invoke(build_cli(), ["results"]).output
+    assert "ERROR" in shown.splitlines()[0] and "MissingWeights" in shown
+    as_json = json.loads(CliRunner().invoke(build_cli(), ["results", "--json"]).output)
+    assert [r["status"] for r in as_json] == ["failed", "ok", "failed"]
 
 
 def test_rows_survive_an_interruption_between_models(monkeypatch, tiny_deit):

@@ -14,6 +14,7 @@ from zoo.datasets import dataset_factories
 from zoo.hookspecs import hookimpl
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.filterwarnings("ignore:zoo plugin:UserWarning")  # the refusals these tests provoke
 
 
 class ClaimsTimm:
