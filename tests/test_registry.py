@@ -112,7 +112,7 @@ def test_alias_clash_is_an_error():
         ({"weights": {"url": "https://x/y.safetensors"}}, "weights.sha256", "needs the sha256"),
         ({"weights": {"hf": "a/b", "path": "c"}}, "weights", "exactly one"),
         ({"weights": {"path": "x", "sha256": "abc"}}, "weights.sha256", "64 lowercase hex"),
-        ({"preprocess": {"mean": [0.5]}}, "preprocess.mean", "3 numbers"),
+        ({"preprocess": {"mean": [0.5]}}, "preprocess.mean", "3 finite numbers"),
         ({"preprocess": {"interpolation": "cubic"}}, "preprocess.interpolation", "one of"),
         ({"preprocess": {"crop_pct": 2}}, "preprocess.crop_pct", "(0, 1]"),
         ({"labels": 3}, "labels", "label-set name"),

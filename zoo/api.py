@@ -87,11 +87,11 @@ class BuilderLoader:
         from .labels import resolve_labels
         from .model import Model
         from .vision import ImageModel
-        from .weights import load_state_dict
+        from .weights import apply_state_dict, load_state_dict
 
         built = self.builder(**given(options))
         if isinstance(built, Model):
             return built
         if weights is not None:
-            built.load_state_dict(load_state_dict(weights))
+            apply_state_dict(built, load_state_dict(weights), record.name)
         return ImageModel(record, runtime, built, labels=resolve_labels(record.labels), weights_path=weights)

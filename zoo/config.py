@@ -6,7 +6,12 @@ from pathlib import Path
 
 def home():
     """The zoo home directory: ZOO_HOME, else ~/.zoo. It holds the cache, user records and results."""
-    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".zoo").expanduser()
+    path = Path(os.environ.get("ZOO_HOME") or Path.home() / ".zoo").expanduser()
+    if path.exists() and not path.is_dir():
+        from .errors import ZooError
+
+        raise ZooError(f"ZOO_HOME={path} is a file: zoo keeps a folder there. Point ZOO_HOME at a folder.")
+    return path
 
 
 def truthy(name):

@@ -37,19 +37,50 @@ class Dataset:
         return Dataset(self.name, self.split, self.classes, [self.items[i] for i in keep], [self.targets[i] for i in keep])
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """Builds only what a CIFAR batch holds (dicts, lists, strings, numbers, numpy arrays): no code runs."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+               ("_codecs", "encode")}  # how protocol 2 writes bytes from Python 3: latin-1 text back to bytes
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise ZooError(f"refusing to unpickle {module}.{name}: a CIFAR-10 batch holds only arrays and lists")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path):
+    """(images NHWC uint8, labels) of one batch file, checked: no code runs, and a damaged file says so."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            batch = CifarUnpickler(f, encoding="latin1").load()
+    except ZooError as e:
+        raise ZooError(f"{path}: {e}.") from None
+    except Exception as e:  # a truncated or garbage file fails in many ways inside pickle
+        raise ZooError(f"{path} is not a readable CIFAR-10 batch ({type(e).__name__}: {e}).") from None
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()} if isinstance(batch, dict) else {}
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or not len(data):
+        raise ZooError(f"{path}: expected 'data' of N x 3072 pixel values, got {getattr(data, 'shape', type(data))}.")
+    if not isinstance(labels, list) or len(labels) != len(data) or not all(
+            isinstance(v, int) and 0 <= v < len(CIFAR10) for v in labels):
+        raise ZooError(f"{path}: expected {len(data)} 'labels' between 0 and 9.")
+    if data.dtype != np.uint8 and (data.min() < 0 or data.max() > 255):
+        raise ZooError(f"{path}: pixel values outside 0..255.")
+    return np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
 def cifar_batches(root, split):
     """(images NHWC uint8, labels) read straight from the pickled batches; no md5 check on names."""
     import numpy as np
 
     folder = cifar_folder(root)
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    images, labels = [], []
-    for name in names:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.extend(batch["labels"])
-    return np.ascontiguousarray(np.concatenate(images)), labels
+    batches = [read_cifar_batch(folder / name) for name in names]
+    return np.ascontiguousarray(np.concatenate([b[0] for b in batches])), [v for b in batches for v in b[1]]
 
 
 def cifar_folder(root):

@@ -10,7 +10,7 @@ class ZooError(Exception):
 class UnknownModel(ZooError, KeyError):
     def __init__(self, name, known=()):
         self.name = name
-        self.matches = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        self.matches = difflib.get_close_matches(name, [k for k in known if k != name], n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(self.matches)}?" if self.matches else ""
         super().__init__(f"Unknown model {name!r}.{hint} Run 'zoo list' to see every model.")
 
@@ -47,7 +47,8 @@ class UnsupportedCapability(ZooError):
     def __init__(self, model, capability, models_with_it=()):
         self.model, self.capability = model, capability
         others = ", ".join(models_with_it[:8]) or "none registered"
-        super().__init__(f"Model {model!r} cannot {capability}. Models that can: {others}.")
+        more = f" and {len(models_with_it) - 8} more ('zoo list --task {capability}')" if len(models_with_it) > 8 else ""
+        super().__init__(f"Model {model!r} cannot {capability}. Models that can: {others}{more}.")
 
 
 class BadInput(ZooError):

@@ -1,46 +1,130 @@
-"""Turn what users pass (paths, PIL images, arrays, tensors, lists of them) into RGB PIL images."""
+"""Turn what users pass (paths, URLs, data: URIs, PIL images, arrays, tensors) into RGB PIL images.
 
+Anything else, or anything unreadable, is a BadInput naming the input and what to pass instead.
+"""
+
+import base64
+import binascii
+import io
+import os
 from pathlib import Path
 
+from .config import offline
 from .errors import BadInput
 from .streaming import is_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+MAX_IMAGE_PIXELS = 178_956_970  # PIL's own bomb limit; ZOO_MAX_IMAGE_PIXELS changes it
+MAX_DOWNLOAD_BYTES = 64 * 2**20
+URL_PREFIXES = ("http://", "https://")
 
 
 def is_video(item):
     return isinstance(item, (str, Path)) and Path(item).suffix.lower() in VIDEO_SUFFIXES
 
 
+def max_pixels():
+    return int(os.environ.get("ZOO_MAX_IMAGE_PIXELS") or MAX_IMAGE_PIXELS)
+
+
 def load_image(item):
     from PIL import Image
 
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return _check_size(item, "The image").convert("RGB")
+    if isinstance(item, str) and item.startswith(URL_PREFIXES):
+        return _decode(_download(item), item)
+    if isinstance(item, str) and item.startswith("data:"):
+        return _decode(_data_uri(item), item[:40] + "...")
     if isinstance(item, (str, Path)):
         return _open(Path(item))
     if is_tensor(item):
         return _from_tensor(item)
     if type(item).__module__ == "numpy":
         return _from_array(item)
-    raise BadInput(
-        f"Cannot read an image from {type(item).__name__}: pass a path, a PIL image, "
-        "a numpy HWC uint8 array, or a CHW/NCHW tensor."
-    )
+    raise BadInput(f"Cannot read an image from {type(item).__name__}: pass a path, a URL, a PIL image, "
+                   "a numpy HWC uint8 array, or a CHW/NCHW tensor.")
 
 
 def _open(path):
-    from PIL import Image, UnidentifiedImageError
-
     if is_video(path):
         raise BadInput(f"{path} is a video; this model reads images (Qwen2-VL models describe videos).")
-    if not path.is_file():
-        raise BadInput(f"Image file not found: {path}")
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise BadInput(f"{path} is not a readable image ({e}).") from None
+        if path.is_dir():
+            raise BadInput(f"{path} is a folder, not an image: pass the image files in it.")
+        if not path.is_file():
+            raise BadInput(f"Image file not found: {path}")
+    except OSError as e:  # a name too long for the file system, say
+        raise BadInput(f"{str(path)[:80]}...: not a usable path ({e.strerror}).") from None
+    with open(path, "rb") as f:
+        return _decode(f, path)
+
+
+def _decode(source, name):
+    """A file object (or bytes) -> RGB, EXIF-oriented, 16-bit scaled, within the pixel limit."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with Image.open(source) as image:
+            _check_size(image, name)
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except Image.DecompressionBombError:
+        raise BadInput(f"{name}: the image is larger than zoo's limit of {max_pixels()} pixels "
+                       "(raise ZOO_MAX_IMAGE_PIXELS if you trust it).") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise BadInput(f"{name} is not a readable image ({e}).") from None
+
+
+def _check_size(image, name):
+    width, height = image.size
+    if width * height > max_pixels():
+        raise BadInput(f"{name}: {width}x{height} is larger than zoo's limit of {max_pixels()} pixels "
+                       "(raise ZOO_MAX_IMAGE_PIXELS if you trust it).")
+    if width * height == 0:
+        raise BadInput(f"{name}: the image is empty ({width}x{height}).")
+    return image
+
+
+def _to_rgb(image):
+    """16-bit greyscale keeps its top 8 bits (a plain convert would clip it to white)."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, dtype=np.int64)
+        top = 65535 if image.mode.startswith("I;16") or values.max() > 255 else 255
+        image = Image.fromarray((values.clip(0, top) * 255 // top).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def _data_uri(uri):
+    header, sep, payload = uri.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise BadInput(f"{uri[:40]}...: zoo reads data: URIs in base64 (data:image/png;base64,...).")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{uri[:40]}...: the base64 payload is damaged.") from None
+
+
+def _download(url):
+    """The bytes of an image URL; refused while offline, bounded in size and time."""
+    import urllib.request
+
+    if offline():
+        raise BadInput(f"{url}: image URLs need the network, and downloads are off (ZOO_OFFLINE/HF_HUB_OFFLINE). "
+                       "Download the image and pass its path.")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = response.read(MAX_DOWNLOAD_BYTES + 1)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{url}: could not download the image ({e}).") from None
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise BadInput(f"{url}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MB; download it and pass its path.")
+    return data
 
 
 def _from_array(array):
@@ -53,14 +137,20 @@ def _from_array(array):
         raise BadInput(f"A numpy image must be HxW or HxWxC with C in 1, 3, 4; got shape {array.shape}.")
     if array.dtype != np.uint8:
         raise BadInput(f"A numpy image must be uint8 (0..255); got {array.dtype}. Use array.astype('uint8').")
+    if array.size == 0:
+        raise BadInput(f"The numpy image is empty (shape {array.shape}).")
     return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
 
 
 def _from_tensor(tensor):
     import torch
 
+    if tensor.is_meta:
+        raise BadInput("A meta tensor holds no pixels: materialise it (tensor.to('cpu') after filling it) first.")
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
         raise BadInput(f"A tensor image must be CHW (or NCHW) with 1 or 3 channels; got shape {tuple(tensor.shape)}.")
+    if tensor.numel() == 0:
+        raise BadInput(f"The tensor image is empty (shape {tuple(tensor.shape)}).")
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point():
         if not tensor.isfinite().all() or tensor.min() < 0 or tensor.max() > 1:

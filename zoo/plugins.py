@@ -95,7 +95,10 @@ def load_plugins():
     for module in CORE_PLUGINS:
         register_plugin(importlib.import_module(module), name=module)
     allowed = allowed_plugins()
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    # zoo's own plugins first: a third-party entry point of the same name cannot take their place.
+    entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                          key=lambda ep: getattr(ep.dist, "name", None) != "zoo")
+    for ep in entry_points:
         if allowed is not None and ep.name not in allowed:
             continue
         try:
@@ -124,6 +127,27 @@ def call_each(hook_name, arguments):
             impl.function(**{k: kwargs[k] for k in impl.argnames})
         except (Exception, SystemExit) as e:
             report_failure(impl.plugin_name, hook_name, e)
+
+
+def call_first(hook_name, **kwargs):
+    """The first non-None answer of a firstresult hook, asking each plugin on its own (pluggy's order).
+
+    A ZooError is the plugin's answer and propagates; any other error is reported and the next plugin asked.
+    """
+    from .errors import ZooError
+
+    load_plugins()
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        try:
+            answer = impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except ZooError:
+            raise
+        except Exception as e:
+            report_failure(impl.plugin_name, hook_name, e)
+            continue
+        if answer is not None:
+            return answer
+    return None
 
 
 def plugin_list():

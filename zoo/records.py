@@ -1,6 +1,7 @@
 """The catalogue's schema: one frozen ModelRecord per model/weight, validated from YAML or code."""
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,9 +135,13 @@ def _labels(labels, bad):
     return labels
 
 
+def _finite(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _positive(params, bad):
-    if params is not None and (not isinstance(params, (int, float)) or params <= 0):
-        raise bad("params", "expected a positive number")
+    if params is not None and (not _finite(params) or params <= 0):
+        raise bad("params", "expected a positive, finite number")
     return params is not None
 
 
@@ -163,7 +168,9 @@ def _weights(value, bad):
     if len(kinds) != 1:
         raise bad("weights", f"give exactly one source of: {', '.join(WEIGHT_KINDS)}")
     sha = value.get("sha256")
-    if sha is not None and (len(str(sha)) != 64 or any(c not in "0123456789abcdef" for c in str(sha))):
+    if sha is not None and not isinstance(sha, str):
+        raise bad("weights.sha256", "YAML read it as a number: put the 64 hex digits in quotes")
+    if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
         raise bad("weights.sha256", "expected 64 lowercase hex digits")
     if kinds[0] == "url" and not sha:
         raise bad("weights.sha256", "a url source needs the sha256 of the file it downloads")
@@ -186,8 +193,10 @@ def _preprocess(value, bad):
         raise bad("preprocess.input_size", "expected [channels, height, width] or one integer")
     for key in ("mean", "std"):
         v = value.get(key, getattr(Preprocess, key))
-        if not (isinstance(v, (list, tuple)) and len(v) == size[0] and all(isinstance(x, (int, float)) for x in v)):
-            raise bad(f"preprocess.{key}", f"expected {size[0]} numbers, one per channel")
+        if not (isinstance(v, (list, tuple)) and len(v) == size[0] and all(_finite(x) for x in v)):
+            raise bad(f"preprocess.{key}", f"expected {size[0]} finite numbers, one per channel")
+        if key == "std" and not all(x > 0 for x in v):
+            raise bad("preprocess.std", "every channel's std must be above 0 (images are divided by it)")
     interpolation = value.get("interpolation", Preprocess.interpolation)
     if interpolation not in INTERPOLATIONS:
         raise bad("preprocess.interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")

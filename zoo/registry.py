@@ -9,7 +9,7 @@ import yaml
 
 from .config import registry_paths, user_registry_path
 from .errors import InvalidRecord, PluginError, UnknownModel, ZooError
-from .plugins import Names, call_each, load_plugins
+from .plugins import Names, call_each, call_first
 from .records import parse_record
 
 
@@ -23,11 +23,17 @@ def read_yaml_records(path):
     """[(mapping, override)] from a registry file: a list of records, or {'models': [...]}."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ZooError(f"Registry file {path} does not exist (named by ZOO_REGISTRY?).") from None
+    except IsADirectoryError:
+        raise ZooError(f"Registry file {path} is a folder: name a YAML file (ZOO_REGISTRY=path/to/models.yaml).") from None
+    except UnicodeDecodeError:
+        raise ZooError(f"{path}: not a text file; a registry is YAML text.") from None
+    except OSError as e:
+        raise ZooError(f"Registry file {path}: {e.strerror}.") from None
     except yaml.YAMLError as e:
-        raise ZooError(f"{path}: not valid YAML: {e}") from None
+        raise ZooError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if isinstance(data, dict):
         data = data.get("models")
     if data is None:
@@ -59,6 +65,9 @@ class Registry:
         if existing is not None:
             for alias in existing.aliases:
                 self.aliases.pop(alias, None)
+        if record.name in self.aliases and self.aliases[record.name] != record.name:
+            raise InvalidRecord(record.source, record.name, "name",
+                                f"{record.name!r} is already an alias of {self.aliases[record.name]!r}")
         for alias in record.aliases:
             owner = self.aliases.get(alias)
             if (owner and owner != record.name) or (alias in self.records and alias != record.name):
@@ -74,7 +83,7 @@ class Registry:
         name = self.aliases.get(name, name)
         if name in self.records:
             return self.records[name]
-        record = load_plugins().hook.resolve_model(name=name)
+        record = call_first("resolve_model", name=name)
         if record is not None:
             return record
         raise UnknownModel(name, list(self.records) + list(self.aliases))

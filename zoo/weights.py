@@ -22,9 +22,9 @@ def resolve(record, weights=None):
         if not path.exists():
             raise MissingWeights(f"weights={str(weights)!r} for model {record.name!r} does not exist.")
         return path
-    from .plugins import load_plugins
+    from .plugins import call_first
 
-    path = load_plugins().hook.resolve_weights(record=record, offline=offline())
+    path = call_first("resolve_weights", record=record, offline=offline())
     if path is None and record.weights is None:
         return None  # a model without weights (random initialisation, or none needed)
     if path is None:
@@ -58,7 +58,8 @@ def content_hash(path):
 
 
 def verify(path, expected, what):
-    actual = sha256_of(path)
+    """A file's sha256, or a folder's content_hash (its manifest of file hashes), must be `expected`."""
+    actual = content_hash(path) if Path(path).is_dir() else sha256_of(path)
     if actual != expected:
         raise UnsafeWeights(
             f"sha256 mismatch for {what} ({path}): expected {expected}, got {actual}. "
@@ -78,7 +79,7 @@ def resolve_weights(record, offline):
             path = Path(record.source).parent / path  # relative to the YAML file that names it
         if not path.exists():
             raise MissingWeights(f"Model {record.name!r}: its weights path {str(path)!r} does not exist.")
-        if w.sha256 and path.is_file():
+        if w.sha256:
             verify(path, w.sha256, f"model {record.name!r}")
         return path
     if w.package:
@@ -120,7 +121,7 @@ def _fetch_url(record, w, offline):
 def fetch_hf(record, w, offline):
     """A local snapshot of the hub repository `w.hf` (only `w.filename` when given), from the cache first."""
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     patterns = [w.filename] if w.filename else None
     try:
@@ -135,9 +136,13 @@ def fetch_hf(record, w, offline):
             f"or run once with the network: hf download {w.hf}" + (f" --revision {w.revision}" if w.revision else "")
         )
     try:
-        return Path(snapshot_download(w.hf, revision=w.revision, allow_patterns=patterns))
-    except (HfHubHTTPError, OSError) as e:
-        raise MissingWeights(f"Model {record.name!r}: could not download from {where}: {e}") from None
+        return Path(snapshot_download(w.hf, revision=w.revision, allow_patterns=patterns,
+                                      endpoint=os.environ.get("HF_ENDPOINT") or None))
+    except Exception as e:  # the hub client raises many kinds: unreachable, refused, 404, 401, timeouts
+        reason = " ".join(str(e).split())[:160]
+        raise MissingWeights(
+            f"Model {record.name!r}: could not download {w.hf} from the Hugging Face hub ({type(e).__name__}: "
+            f"{reason}). Pass weights=PATH, or set ZOO_OFFLINE=1 to work from the cache only.") from None
 
 
 def weight_file(path):
@@ -152,15 +157,40 @@ def weight_file(path):
     raise MissingWeights(f"No weights file ({', '.join(WEIGHT_SUFFIXES)}) in {path}.")
 
 
+def read_safetensors(file):
+    """The tensors of a safetensors file; a truncated, empty or garbage file is a clear error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(file)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UnsafeWeights(f"{file} is not a readable safetensors file ({e}); it may be truncated or damaged: "
+                            "download or save it again.") from None
+
+
+def apply_state_dict(module, state, what):
+    """module.load_state_dict(state), with a mismatch explained: the first keys and the likely cause."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        parts = [f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)) if keys]
+        raise ZooError(f"{what}: the weights do not fit the network ({'; '.join(parts)}). They are probably for "
+                       "another architecture or other model_args.")
+    module.load_state_dict(state)
+
+
 def load_state_dict(path):
     """Tensors only: safetensors, or a checkpoint loaded with weights_only=True. Never whole pickles."""
     import torch
 
     file = weight_file(path)
     if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(file)
+        return read_safetensors(file)
     if file.suffix not in WEIGHT_SUFFIXES:
         raise UnsafeWeights(f"{file}: unknown weights format; use .safetensors (preferred) or .pt/.pth/.bin.")
     try:

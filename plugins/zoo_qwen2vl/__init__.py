@@ -6,8 +6,6 @@ from pathlib import Path
 
 import zoo
 from zoo import vlm
-from zoo.config import offline
-from zoo.errors import BadInput
 from zoo.inputs import is_video, load_image
 from zoo.options import option
 
@@ -73,10 +71,7 @@ class Qwen2VL(vlm.VisionLanguageModel):
         if is_video(item):
             frames, fps = read_frames(item, **self.video)
             return {"type": "video", "video": frames, "sample_fps": fps}  # qwen_vl_utils' per-frame video budget
-        if isinstance(item, str) and item.startswith(("http://", "https://")):
-            if offline():
-                raise BadInput(f"{item}: image URLs need the network (ZOO_OFFLINE/HF_HUB_OFFLINE is set).")
-            return {"type": "image", "image": item, **self.pixels}
+        # zoo reads every image itself (paths, URLs, data: URIs): offline, nothing reaches the network.
         return {"type": "image", "image": load_image(item), **self.pixels}
 
     def normalise(self, messages):
@@ -89,10 +84,10 @@ class Qwen2VL(vlm.VisionLanguageModel):
 
     def part(self, part):
         kind = "video" if "video" in part else "image" if "image" in part else None
-        if kind is None or (kind == "image" and isinstance(part["image"], str) and part["image"].startswith("data:")):
+        if kind is None:
             return part
         value = part[kind]
-        if isinstance(value, (str, Path)) and not str(value).startswith(("http://", "https://")):
+        if isinstance(value, (str, Path)):
             value = str(value).removeprefix("file://")
         extra = {k: v for k, v in part.items() if k not in ("type", kind)}
         return {**self.media(value), **extra}

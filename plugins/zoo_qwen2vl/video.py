@@ -10,6 +10,8 @@ def read_frames(path, *, fps=2.0, nframes=None):
     av = require("av", "vlm")
     from qwen_vl_utils.vision_process import smart_nframes
 
+    if str(path).startswith(("http://", "https://")):
+        raise BadInput(f"{path}: zoo reads local videos; download it and pass its path.")
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"Video file not found: {path}")
@@ -18,6 +20,8 @@ def read_frames(path, *, fps=2.0, nframes=None):
             stream = container.streams.video[0]
             rate = float(stream.average_rate or 0) or 1.0
             total = stream.frames or sum(1 for _ in container.decode(video=0))
+            if total < 2:
+                raise BadInput(f"{path} has {total} video frame(s); a video needs at least 2 (pass a still as an image).")
             container.seek(0)
             wanted = smart_nframes({"fps": fps} if nframes is None else {"nframes": nframes}, total_frames=total,
                                    video_fps=rate)

@@ -52,13 +52,13 @@ class TimmModel(ImageModel):
         from timm.data import resolve_data_config
 
         from zoo.labels import resolve_labels
-        from zoo.weights import load_state_dict
+        from zoo.weights import apply_state_dict, load_state_dict
 
         changes = {k: v for k, v in given(options).items() if v is not None and k != "model_args"}
         changes.update(options.model_args or {})
         module = timm.create_model(record.architecture, pretrained=False, **{**record.model_args, **changes})
         if weights is not None:
-            module.load_state_dict(load_state_dict(weights))
+            apply_state_dict(module, load_state_dict(weights), record.name)
         imagenet = module.num_classes == 1000 == module.pretrained_cfg.get("num_classes")
         labels = resolve_labels(record.labels or ("imagenet-1k" if imagenet else None)) if module.num_classes else None
         if labels is not None and len(labels) != module.num_classes:

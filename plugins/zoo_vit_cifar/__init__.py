@@ -20,7 +20,7 @@ class VitCifar(ImageModel):
         """A ViT from a record; a training output folder's config.json overrides the record's."""
         from zoo.labels import resolve_labels
         from zoo.records import parse_record
-        from zoo.weights import load_state_dict
+        from zoo.weights import apply_state_dict, load_state_dict
 
         from .vit import ViT
 
@@ -29,7 +29,7 @@ class VitCifar(ImageModel):
         config_file = Path(weights) / "config.json" if Path(weights).is_dir() else None
         config = json.loads(config_file.read_text()) if config_file and config_file.exists() else {}
         module = ViT(**{**record.model_args, **config.get("model_args", {})})
-        module.load_state_dict(load_state_dict(weights))
+        apply_state_dict(module, load_state_dict(weights), record.name)
         preprocess = record.preprocess
         if "preprocess" in config:
             preprocess = parse_record({"name": record.name, "plugin": PLUGIN, "architecture": "vit",

@@ -264,7 +264,12 @@ def start(preset, *, data_root, out, seed, resume, device, limit, test_limit, pr
 def resume_state(checkpoint, model, optimizer, fresh):
     if not checkpoint.exists():
         raise ZooError(f"--resume: no checkpoint at {checkpoint}; start without --resume.")
-    state = load_checkpoint(checkpoint, model, optimizer)
+    try:
+        state = load_checkpoint(checkpoint, model, optimizer)
+    except Exception as e:  # truncated, tampered or foreign: safetensors, json and torch each fail their own way
+        reason = " ".join(str(e).split())[:160]
+        raise ZooError(f"--resume: {checkpoint} is damaged ({type(e).__name__}: {reason}). Start again with "
+                       "--force, or restore the file.") from None
     if state["recipe"] != fresh["recipe"] or state["seed"] != fresh["seed"]:
         raise ZooError(f"--resume: {checkpoint} was made with other settings; pass the same preset, options and seed.")
     return state
