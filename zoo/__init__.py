@@ -20,7 +20,7 @@ from .vlm import VisionLanguageModel
 from .records import ModelRecord, Preprocess, Weights
 from .registry import register
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def compare(models, *, dataset="cifar10", **options):

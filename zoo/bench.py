@@ -152,6 +152,7 @@ def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=No
         raise ZooError("Name at least one model to benchmark.")
     for name in models:
         api.info(name)  # unknown names fail before any work
+    results.check_writable(db)  # so does a results database that could not keep the rows
     data = get_dataset(dataset, data_root, split).subset(limit, seed)
     loaded = {}
 
@@ -159,6 +160,9 @@ def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=No
         """The training images for probes and k-NN, read once and only when a model needs them."""
         if "train" not in loaded:
             loaded["train"] = get_dataset(dataset, data_root, "train").subset(train_limit, seed)
+        if "all" in (loaded["train"].split, data.split):
+            raise ZooError(f"{data.name} has no separate training images: a probe or k-NN trained on the test "
+                           "images would grade itself. Use ROOT/train/<class>/ and ROOT/test/<class>/ folders.")
         return loaded["train"]
 
     run_id, rows = uuid.uuid4().hex[:12], []

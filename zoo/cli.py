@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from . import api
+from .config import truthy
 from .errors import ZooError
+from .files import check_writable
 from .records import TASKS
 from .tables import table
 
@@ -34,6 +36,30 @@ class ZooGroup(click.Group):
         except ZooError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            if truthy("ZOO_DEBUG"):
+                raise
+            message = " ".join(str(e).split())[:300]
+            click.echo(f"Error: unexpected {type(e).__name__}: {message} (a bug in zoo or a plugin: please "
+                       "report it; ZOO_DEBUG=1 shows the traceback)", err=True)
+            ctx.exit(1)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors as one line (click prints three), the same in a terminal and under CliRunner."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            where = e.ctx.command_path if getattr(e, "ctx", None) else "zoo"
+            click.echo(f"Error: {e.format_message()} (see '{where} --help')", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def emit_json(data):
@@ -189,6 +215,7 @@ def embed(name, inputs, out, patch_tokens, **load):
     out = Path(out)
     if out.suffix not in (".safetensors", ".npy"):
         raise ZooError(f"--out {out}: use a .safetensors or .npy file name.")
+    check_writable(out)
     options = {"patch_tokens": True} if patch_tokens else {}
     model = load_model(name, load, "embed", options)
     vectors = model.embed(list(inputs), **options)
@@ -292,6 +319,10 @@ def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit,
     """Compare MODELS on one dataset: accuracy and speed side by side; every run is kept."""
     from .bench import compare
     from .datasets import get_dataset
+
+    for path in (plot, report):
+        if path:
+            check_writable(path)
 
     def show(row):
         if row["status"] != "ok":

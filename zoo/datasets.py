@@ -42,7 +42,7 @@ class CifarUnpickler(pickle.Unpickler):
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor"), ("builtins", "object"),
-               ("_codecs", "encode")}  # how protocol 2 writes bytes from Python 3: latin-1 text back to bytes
+               ("_codecs", "encode"), ("builtins", "bytes"), ("__builtin__", "bytes")}  # how protocol 2 writes bytes from Python 3: latin-1 text back to bytes
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -130,8 +130,8 @@ def image_folder(root=None, split=None):
     if root is None:
         raise ZooError("An image-folder dataset needs --data-root: a folder with one subfolder per class.")
     root = Path(root).expanduser()
-    if split and (root / split).is_dir():
-        root = root / split
+    has_split = bool(split) and (root / split).is_dir()
+    root = root / split if has_split else root
     classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     items, targets = [], []
     for index, name in enumerate(classes):
@@ -141,7 +141,8 @@ def image_folder(root=None, split=None):
                 targets.append(index)
     if not items:
         raise ZooError(f"No images found in {root}: expected one subfolder per class holding image files.")
-    return Dataset(root.name, split or "all", tuple(classes), items, targets)
+    # Without split folders every split is the same images: "all" says so (a probe refuses to train on it).
+    return Dataset(root.name, split if has_split else "all", tuple(classes), items, targets)
 
 
 @hookimpl

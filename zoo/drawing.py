@@ -12,17 +12,29 @@ def draw_detections(inputs, results, folder):
 
     from .files import atomic_path
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, used = [], set()
     for number, (item, detections) in enumerate(zip(iter_inputs(inputs), results)):
         image = load_image(item)
         pen = ImageDraw.Draw(image)
         for d in detections:
             pen.rectangle(d.box, outline=(255, 0, 0), width=max(1, image.width // 200))
             pen.text((d.box[0] + 2, d.box[1] + 2), d.label, fill=(255, 0, 0))
-        stem = Path(item).stem if isinstance(item, (str, Path)) else f"image{number}"
-        path = folder / f"{stem}.boxes.png"
+        path = folder / f"{unique(stem_of(item, number), used)}.boxes.png"
         with atomic_path(path) as tmp:
             image.save(tmp, format="PNG")
         written.append(path)
     return written
+
+
+def stem_of(item, number):
+    return Path(item).stem if isinstance(item, (str, Path)) and not str(item).startswith("data:") else f"image{number}"
+
+
+def unique(stem, used):
+    """stem, or stem-2, stem-3 ... when inputs from different folders share a file name."""
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return name

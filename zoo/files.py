@@ -30,6 +30,12 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
+def check_writable(path):
+    """Fail now, before long work, if `path` could not be written later."""
+    with atomic_path(path):
+        pass
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text)

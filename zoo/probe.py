@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from .config import home
@@ -44,6 +45,13 @@ def cached_features(model, data, *, progress=False):
     with atomic_path(path) as tmp:
         save_file({"features": features.contiguous()}, str(tmp))
     return features
+
+
+def check_name(name):
+    """A probe's name becomes a folder under $ZOO_HOME/probes: plain characters only, nothing like '..'."""
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", name):
+        raise ZooError(f"--name {name!r}: use letters, digits and . _ + - (not starting with . or -).")
+    return name
 
 
 def train_linear(features, targets, num_classes, *, epochs=100, lr=1e-2, weight_decay=1e-4, seed=0):
@@ -100,6 +108,7 @@ def probe(backbone, *, dataset="cifar10", data_root=None, name=None, limit=None,
     from . import api
     from .registry import save_user_record
 
+    check_name(name)
     model = backbone if isinstance(backbone, Model) else api.load(backbone, device=device, dtype=dtype,
                                                                    batch_size=batch_size)
     if not model.supports("embed"):
@@ -113,7 +122,7 @@ def probe(backbone, *, dataset="cifar10", data_root=None, name=None, limit=None,
     knn = top1(knn_predict(train_f, train.targets, test_f, len(train.classes)), test.targets)
 
     name = name or f"{model.name}+{train.name}"
-    folder = home() / "probes" / name.replace("/", "_")
+    folder = home() / "probes" / check_name(name.replace("/", "_"))
     with atomic_path(folder / "head.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in head.items()}, str(tmp))
     result = {"backbone": model.name, "dataset": train.name, "train_images": len(train), "test_images": len(test),

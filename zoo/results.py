@@ -5,7 +5,7 @@ import io
 import json
 import sqlite3
 
-from .config import results_db_path
+from .config import home, results_db_path
 from .errors import ZooError
 from .files import write_text
 
@@ -43,22 +43,48 @@ def migrate(con):
 
 
 def connect(path=None):
+    """An open, migrated results database; a corrupt or unusable file is a ZooError naming it."""
     path = results_db_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path)
-    migrate(con)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path)
+        migrate(con)
+    except (sqlite3.Error, OSError) as e:
+        raise ZooError(f"The results database {path} cannot be used ({e}): move it aside, or pass --db "
+                       "another file.") from None
     return con
 
 
-def save_row(row, path=None):
-    """Insert one row in its own transaction: an interrupted run keeps every finished model."""
-    values = [json.dumps(row.get(c)) if c in JSON_COLUMNS else row.get(c) for c in NAMES]
+def check_writable(path=None):
+    """Fail before any benchmark work if rows could not be saved: open, migrate, and take a write lock."""
     con = connect(path)
     try:
-        with con:
-            con.execute(f"INSERT INTO results ({', '.join(NAMES)}) VALUES ({', '.join('?' * len(NAMES))})", values)
+        con.execute("BEGIN IMMEDIATE")
+        con.rollback()
+    except sqlite3.Error as e:
+        raise ZooError(f"The results database {results_db_path(path)} is not writable ({e}): pass --db "
+                       "another file.") from None
     finally:
         con.close()
+
+
+def save_row(row, path=None):
+    """Insert one row in its own transaction: an interrupted run keeps every finished model.
+
+    If the database fails after the work, the row goes to a JSON file beside it rather than being lost.
+    """
+    values = [json.dumps(row.get(c)) if c in JSON_COLUMNS else row.get(c) for c in NAMES]
+    try:
+        con = connect(path)
+        try:
+            with con:
+                con.execute(f"INSERT INTO results ({', '.join(NAMES)}) VALUES ({', '.join('?' * len(NAMES))})", values)
+        finally:
+            con.close()
+    except (ZooError, sqlite3.Error) as e:
+        spare = home() / f"unsaved-result-{row.get('run_id')}-{row.get('model')}.json".replace("/", "_")
+        write_text(spare, json.dumps(row, indent=2, default=str))
+        raise ZooError(f"{e} The finished result was kept in {spare}.") from None
 
 
 def query(path=None, *, dataset=None, model=None, last=None, run_id=None):
@@ -78,17 +104,18 @@ def query(path=None, *, dataset=None, model=None, last=None, run_id=None):
     for row in rows:
         for column in JSON_COLUMNS:
             row[column] = json.loads(row[column]) if row[column] else None
+    rows = with_deltas(rows)  # before --last, so the newest runs still compare with older ones
     if last:
         runs = list(dict.fromkeys(r["run_id"] for r in rows))[-last:]
         rows = [r for r in rows if r["run_id"] in runs]
-    return with_deltas(rows)
+    return rows
 
 
 def with_deltas(rows):
-    """Add delta_top1: the change from the previous run of the same model on the same dataset and split."""
+    """Add delta_top1: the change from the previous comparable run (same model, data, size, seed, protocol)."""
     previous = {}
     for row in rows:
-        key = (row["model"], row["dataset"], row["split"])
+        key = (row["model"], row["dataset"], row["split"], row["n"], row["seed"], row["protocol"])
         before = previous.get(key)
         row["delta_top1"] = row["top1"] - before if before is not None and row["top1"] is not None else None
         if row["top1"] is not None:

@@ -54,6 +54,9 @@ class ImageModel(Model):
         self.autocast = self.device.type == "cuda" and self.dtype != torch.float32
         self.capabilities = frozenset({"embed"} if hasattr(module, "forward_features") else set()) | (
             {"classify"} if self.labels and getattr(module, "num_classes", len(self.labels)) else set())
+        if not self.labels and getattr(module, "num_classes", 0):
+            self.hints = {"classify": f"Its head has {module.num_classes} classes but its record names no labels: "
+                                      "add labels (a set such as imagenet-1k, or a list) to the record."}
 
     def prepare(self, item):
         return self._transform(super().prepare(item))

@@ -1,0 +1,474 @@
+"""Hostile input: nothing a user passes runs code, reaches the network offline, exhausts memory, loses results
+or prints a traceback. One test (or table row) per finding of the fuzzing pass."""
+
+import base64
+import io
+import json
+import os
+import pickle
+import socket
+import sqlite3
+import time
+from importlib import metadata
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import save_file
+
+import zoo
+from zoo import bench, plugins, probe, registry, results
+from zoo.cli import build_cli
+from zoo.hookspecs import hookimpl
+from zoo.inputs import load_image
+
+pytestmark = pytest.mark.filterwarnings("ignore:zoo plugin:UserWarning")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+    attempts = []
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise AssertionError(f"network access to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+def cifar_folder(tmp_path, batch=None, raw=None):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir(exist_ok=True)
+    good = pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]}, protocol=2)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(good)
+    if batch is not None or raw is not None:
+        (folder / "test_batch").write_bytes(raw if raw is not None else pickle.dumps(batch, protocol=2))
+    return tmp_path
+
+
+# -- 1. data files never run code --------------------------------------------------------------------
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {Path(os.environ['ZOO_HOME']).parent / 'pwned'}",))
+
+
+def test_a_pickled_cifar_batch_cannot_run_code(tmp_path):
+    root = cifar_folder(tmp_path, batch={"data": Payload(), "labels": [0]})
+    with pytest.raises(zoo.ZooError, match="refusing to unpickle posix.system"):
+        zoo.datasets.cifar10(root, "test")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("batch, raw, message", [
+    (None, b"\x80\x02}q\x00(X", "not a readable CIFAR-10 batch"),  # truncated
+    ({"data": np.zeros((2, 100), np.uint8), "labels": [1, 2]}, None, "N x 3072"),
+    ({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 12]}, None, "between 0 and 9"),
+    ({"data": np.zeros((0, 3072), np.uint8), "labels": []}, None, "N x 3072"),  # empty
+    ({"data": np.full((1, 3072), 300, np.int32), "labels": [1]}, None, "outside 0..255"),
+])
+def test_damaged_cifar_batches_say_what_is_wrong(tmp_path, batch, raw, message):
+    with pytest.raises(zoo.ZooError, match=message):
+        zoo.datasets.cifar10(cifar_folder(tmp_path, batch, raw), "test")
+
+
+# -- 2. offline means no request ----------------------------------------------------------------------
+
+
+def test_offline_urls_in_chat_messages_make_no_request(qwen2vl_tiny, no_network, samples):
+    model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
+    chat = [{"role": "user", "content": [{"type": "image", "image": "http://127.0.0.1:9/cat.png"},
+                                         {"type": "text", "text": "What is it?"}]}]
+    with pytest.raises(zoo.BadInput, match="need the network, and downloads are off"):
+        model.describe(chat, max_new_tokens=2)
+    with pytest.raises(zoo.BadInput, match="need the network"):
+        zoo.load("vit-cifar").classify("https://example.com/cat.png")
+    encoded = base64.b64encode((samples / "cat.png").read_bytes()).decode()
+    chat[0]["content"][0]["image"] = f"data:image/png;base64,{encoded}"
+    assert model.describe(chat, max_new_tokens=2)  # decoded locally
+    assert no_network == []
+    with pytest.raises(zoo.BadInput, match="base64 payload is damaged"):
+        load_image("data:image/png;base64,not base64!")
+
+
+# -- 3. a weights folder is checked before anything is built --------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["florence-2-base", "qwen2-vl-2b-instruct"])
+def test_a_folder_without_config_is_refused_before_building(tmp_path, name):
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(zoo.MissingWeights, match="has no config.json"):
+        zoo.load(name, weights=tmp_path)
+    with pytest.raises(zoo.MissingWeights, match="must be a save_pretrained folder"):
+        zoo.load(name, weights=tmp_path / "model.safetensors")  # a file where a folder is expected
+
+
+# -- 4. a folder's sha256 is checked -----------------------------------------------------------------------
+
+
+def test_a_folder_sha256_is_the_hash_of_its_manifest(tmp_path, registry_file):
+    from zoo.weights import content_hash
+
+    shipped = zoo.load("vit-cifar").weights_path
+    good = content_hash(shipped)
+    for sha, ok in ((good, True), ("0" * 64, False)):
+        registry_file(f"- {{name: pinned, plugin: vit_cifar, architecture: vit, labels: cifar10, "
+                      f"weights: {{path: '{shipped}', sha256: '{sha}'}}}}")
+        if ok:
+            assert zoo.load("pinned").classify(np.zeros((32, 32, 3), np.uint8))
+        else:
+            with pytest.raises(zoo.UnsafeWeights, match="sha256 mismatch"):
+                zoo.load("pinned")
+
+
+# -- 5. a probe never trains on its own test images ------------------------------------------------------
+
+
+def test_a_flat_folder_cannot_probe_itself(tmp_path, samples):
+    for label in ("cat", "dog"):
+        (tmp_path / "flat" / label).mkdir(parents=True)
+        Image.open(samples / f"{label}.png").save(tmp_path / "flat" / label / "a.png")
+    row = bench.compare(["vit-cifar"], dataset=str(tmp_path / "flat"), protocol="probe").rows[0]
+    assert row["status"] == "failed" and "would grade itself" in row["error"]
+
+
+# -- 6. images decode as they look -------------------------------------------------------------------------
+
+
+def test_16_bit_png_and_exif_orientation(tmp_path):
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    pixels = np.asarray(load_image(tmp_path / "deep.png"))
+    assert pixels.min() == 0 and 200 < pixels.max() <= 255 and len(np.unique(pixels)) > 100
+    wide = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = wide.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    wide.save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_image(tmp_path / "rotated.jpg").size == (20, 40)
+
+
+# -- 7. values that are not numbers, labels that are not lists ------------------------------------------
+
+
+def test_nan_pixels_string_labels_and_zero_std(registry_file):
+    model = zoo.load("vit-cifar")
+    with pytest.raises(zoo.BadInput, match="finite values"):
+        model.classify(torch.full((3, 8, 8), float("nan")))
+    with pytest.raises(zoo.BadInput, match="must be a list of str"):
+        model.classify(np.zeros((8, 8, 3), np.uint8), labels="cat")
+    with pytest.raises(zoo.BadInput, match="distinct"):
+        model.classify(np.zeros((8, 8, 3), np.uint8), labels=["cat", "cat"])
+    registry_file("- {name: flat, plugin: vit_cifar, architecture: vit, preprocess: {std: [0, 0, 0]}}")
+    with pytest.raises(zoo.InvalidRecord, match="std must be above 0"):
+        zoo.list_models()
+
+
+# -- 8. memory does not grow with the number of inputs --------------------------------------------------
+
+
+def test_a_long_list_is_not_decoded_ahead_of_the_model():
+    from zoo.model import PREFETCH_BATCHES
+
+    model = zoo.load("vit-cifar", batch_size=8)
+    seen, prepare = [], model.prepare
+    model.prepare = lambda item: seen.append(1) or prepare(item)
+    stream = model.embed_stream([np.zeros((32, 32, 3), np.uint8)] * 2000)
+    next(stream)
+    time.sleep(0.2)  # let the prefetch thread fill the queue
+    assert len(seen) <= (PREFETCH_BATCHES + 2) * 8
+    stream.close()
+
+
+# -- 9. plugins cannot take others down --------------------------------------------------------------------
+
+
+def fake_entry_point(monkeypatch, name, module):
+    real = metadata.entry_points
+
+    def entry_points(**kwargs):
+        found = list(real(**kwargs))
+        return found + [metadata.EntryPoint(name, module, "zoo")] if kwargs.get("group") == "zoo" else found
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+
+
+def test_a_third_party_entry_point_named_like_a_builtin_is_refused(monkeypatch):
+    fake_entry_point(monkeypatch, "timm", "zoo_example_plugin")
+    plugins.reset()
+    assert plugins.load_plugins().get_plugin("timm").__name__ == "zoo_timm"
+    assert any(f.plugin == "timm" and "Two plugins are named 'timm'" in f.error for f in plugins.failures)
+
+
+def test_a_plugin_that_exits_at_import_is_reported(monkeypatch, tmp_path):
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_entry_point(monkeypatch, "exits", "exits_at_import")
+    plugins.reset()
+    assert "vit-cifar" in zoo.list_models()
+    assert any(f.plugin == "exits" and "SystemExit" in f.error for f in plugins.failures)
+
+
+def test_resolvers_that_raise_are_reported_and_skipped():
+    class Broken:
+        @hookimpl
+        def resolve_model(self, name):
+            raise RuntimeError("resolver bug")
+
+        @hookimpl
+        def resolve_weights(self, record, offline):
+            raise RuntimeError("resolver bug")
+
+    plugins.load_plugins()
+    plugins.register_plugin(Broken(), name="broken")
+    assert zoo.load("vit-cifar").classify(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(zoo.UnknownModel):
+        zoo.info("no-such-model")
+    assert {f.stage for f in plugins.failures if f.plugin == "broken"} == {"resolve_model", "resolve_weights"}
+
+
+# -- 10. the results store keeps finished work --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"this is not a database" * 100), "cannot be used"),
+    (lambda p: p.mkdir(), "cannot be used"),
+    (lambda p: sqlite3.connect(p).execute("PRAGMA user_version = 99"), "newer than this zoo"),
+])
+def test_a_bad_results_database_fails_before_the_work(tmp_path, make, message, monkeypatch):
+    db = tmp_path / "results.db"
+    make(db)
+    loaded = []
+    monkeypatch.setattr(zoo.api, "load", lambda *a, **k: loaded.append(a))
+    with pytest.raises(zoo.ZooError, match=message):
+        bench.compare(["vit-cifar"], dataset="cifar10-sample", limit=4, db=db)
+    assert loaded == []
+
+
+def test_a_row_the_database_refuses_after_the_work_is_kept_in_a_file(tmp_path, monkeypatch):
+    def broken(path=None):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(results.sqlite3, "connect", broken)
+    with pytest.raises(zoo.ZooError, match="kept in .*unsaved-result-r1-vit-cifar.json"):
+        results.save_row({"run_id": "r1", "model": "vit-cifar", "top1": 0.5})
+    assert json.loads(next(Path(os.environ["ZOO_HOME"]).glob("unsaved-result-*.json")).read_text())["top1"] == 0.5
+
+
+# -- 12. outputs never clobber each other or escape ZOO_HOME ---------------------------------------------
+
+
+def test_drawings_of_same_named_inputs_do_not_overwrite(tmp_path, samples):
+    from zoo.drawing import draw_detections
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.open(samples / "cat.png").save(tmp_path / folder / "cat.png")
+    written = draw_detections([tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png"], [[], []], tmp_path / "out")
+    assert [p.name for p in written] == ["cat.boxes.png", "cat-2.boxes.png"]
+
+
+def test_probe_names_and_alias_clashes():
+    for name in ("..", "../escape", "a/b", ".hidden"):
+        with pytest.raises(zoo.ZooError, match="--name"):
+            probe.probe("vit-cifar", dataset="cifar10-sample", name=name)
+    with pytest.raises(zoo.InvalidRecord, match="already an alias of 'vit-cifar'"):
+        zoo.register({"name": "vit_cifar10", "plugin": "vit_cifar", "architecture": "vit"})
+
+
+# -- 13. deltas compare like with like ------------------------------------------------------------------------
+
+
+def test_results_deltas_survive_last_and_compare_same_sized_runs(tmp_path):
+    db = tmp_path / "r.db"
+    base = {"model": "m", "dataset": "d", "split": "test", "seed": 0, "protocol": "head", "status": "ok"}
+    for run, n, top1 in (("r1", 100, 0.5), ("r2", 1000, 0.7), ("r3", 100, 0.6)):
+        results.save_row({**base, "run_id": run, "n": n, "top1": top1}, db)
+    rows = results.query(db, last=1)
+    assert [r["run_id"] for r in rows] == ["r3"] and rows[0]["delta_top1"] == pytest.approx(0.1)
+    assert results.query(db)[1]["delta_top1"] is None  # the only run of 1000 images
+
+
+# -- badly handled classes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable safetensors"), (b"\x00" * 5, "not a readable safetensors"),
+    (b"\xff" * 8 + b"{garbage", "not a readable safetensors"),
+    ((2**40).to_bytes(8, "little") + b"{}", "not a readable safetensors"),  # a header claiming a terabyte
+])
+def test_damaged_safetensors_are_one_clear_error(tmp_path, content, message):
+    (tmp_path / "model.safetensors").write_bytes(content)
+    with pytest.raises(zoo.UnsafeWeights, match=message):
+        zoo.load("vit-cifar", weights=tmp_path / "model.safetensors")
+
+
+def test_truncated_safetensors(tmp_path):
+    good = (zoo.load("vit-cifar").weights_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(good[: len(good) // 2])
+    with pytest.raises(zoo.UnsafeWeights, match="truncated or damaged"):
+        zoo.load("vit-cifar", weights=tmp_path / "model.safetensors")
+
+
+def test_weights_for_another_network_name_the_keys(tmp_path):
+    state = {"stray.weight": torch.zeros(2)}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(zoo.ZooError, match=r"missing: .* \.\.\.; unexpected: stray.weight\). They are probably"):
+        zoo.load("vit-cifar", weights=tmp_path / "model.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(zoo.MissingWeights, match="No weights file"):
+        zoo.load("vit-cifar", weights=tmp_path / "empty")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- {name: x, plugin: vit_cifar, architecture: vit, params: .inf}", "positive, finite"),
+    ("- {name: x, plugin: vit_cifar, architecture: vit, weights: {path: x, sha256: "
+     "1234567890123456789012345678901234567890123456789012345678901234}}", "put the 64 hex digits in quotes"),
+])
+def test_yaml_numbers_that_are_not_what_they_seem(registry_file, text, message):
+    registry_file(text)
+    with pytest.raises(zoo.InvalidRecord, match=message):
+        zoo.list_models()
+
+
+def test_registry_and_home_paths_of_the_wrong_kind(tmp_path, monkeypatch):
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    for value, message in ((tmp_path / "binary.yaml", "not a text file"), (tmp_path, "is a folder")):
+        monkeypatch.setenv("ZOO_REGISTRY", str(value))
+        registry.reset()
+        with pytest.raises(zoo.ZooError, match=message):
+            zoo.list_models()
+    monkeypatch.delenv("ZOO_REGISTRY")
+    (tmp_path / "home-file").write_text("")
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home-file"))
+    registry.reset()
+    with pytest.raises(zoo.ZooError, match="is a file"):
+        zoo.list_models()
+
+
+def test_damaged_training_checkpoint(cifar_root, tmp_path):
+    from zoo_vit_cifar.train import train
+
+    train("cpu", data_root=cifar_root, out=tmp_path, progress=False, epochs=1, batch_size=20, test_limit=20)
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-100])
+    with pytest.raises(zoo.ZooError, match="is damaged"):
+        train("cpu", data_root=cifar_root, out=tmp_path, resume=True, progress=False, epochs=1, batch_size=20,
+              test_limit=20)
+
+
+def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
+    model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
+    one = tmp_path / "one.mp4"
+    with av.open(str(one), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        container.mux(stream.encode())
+    with pytest.raises(zoo.BadInput, match="has 1 video frame"):
+        model.describe(one)
+    (tmp_path / "text.mp4").write_text("hello")
+    with pytest.raises(zoo.BadInput, match="not a readable video"):
+        model.describe(tmp_path / "text.mp4")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p, "is a folder, not an image"),
+    (lambda p: "x" * 5000 + ".png", "not a usable path"),
+    (lambda p: np.zeros((0, 0, 3), np.uint8), "empty"),
+    (lambda p: torch.zeros(3, 0, 5), "empty"),
+    (lambda p: torch.empty(3, 4, 4, device="meta"), "meta tensor"),
+    (lambda p: Image.new("RGB", (0, 0)), "empty"),
+])
+def test_inputs_that_are_no_images_raise_zoo_errors(tmp_path, make, message):
+    with pytest.raises(zoo.BadInput, match=message):
+        load_image(make(tmp_path))
+
+
+def test_truncated_and_oversized_images(tmp_path, samples, monkeypatch):
+    buffer = io.BytesIO()
+    Image.open(samples / "cat.png").save(buffer, format="JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(zoo.BadInput, match="not a readable image"):
+        load_image(tmp_path / "cut.jpg")
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "100")
+    with pytest.raises(zoo.BadInput, match="larger than zoo's limit of 100 pixels"):
+        load_image(samples / "cat.png")  # 32x32
+
+
+def test_misleading_messages_are_gone():
+    assert "Did you mean: vit-cifar," in str(pytest.raises(zoo.UnknownModel, zoo.info, "vit-cifarr").value)
+    assert zoo.UnknownModel("x", ["x", "xy"]).matches == ["xy"]  # never suggests the name itself
+    many = zoo.UnsupportedCapability("m", "classify", [f"model-{i}" for i in range(12)])
+    assert str(many).endswith("model-7 and 4 more ('zoo list --task classify').")
+
+
+def test_a_head_without_labels_says_so(registry_file, tmp_path):
+    import timm
+
+    module = timm.create_model("test_vit.r160_in1k", num_classes=7)
+    save_file(module.state_dict(), str(tmp_path / "m.safetensors"))
+    registry_file(f"- {{name: unlabelled, plugin: timm, architecture: test_vit, model_args: {{num_classes: 7}}, "
+                  f"weights: {{path: '{tmp_path / 'm.safetensors'}'}}}}")
+    with pytest.raises(zoo.UnsupportedCapability, match="head has 7 classes but its record names no labels"):
+        zoo.load("unlabelled").classify(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_an_unreachable_hub_is_one_line_and_quick(monkeypatch):
+    import huggingface_hub.constants
+
+    for name in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.perf_counter()
+    with pytest.raises(zoo.MissingWeights) as caught:
+        zoo.load("deit-tiny")
+    message = str(caught.value)
+    assert "\n" not in message and "Pass weights=PATH, or set ZOO_OFFLINE=1" in message
+    assert time.perf_counter() - started < 15
+
+
+# -- the CLI: a table of bad invocations, each one line and an exit code, never a traceback ------------------
+
+
+S = str(ROOT / "samples" / "cat.png")
+BAD_CLI = [
+    (["classify", "vit-cifar", "https://example.com/cat.png"], 1, "need the network"),
+    (["classify", "vit-cifar", str(ROOT / "samples")], 1, "is a folder"),
+    (["classify", "vit-cifar", S, "--weights", "/nonexistent"], 1, "does not exist"),
+    (["classify", "vit-cifar", S, "--device", "cuda"], 1, "no CUDA GPU"),
+    (["describe", "florence-2-base", S, "--max-new-tokens", "0"], 2, "x>=1"),
+    (["eval", "vit-cifar", "--dataset", "cifar10", "--data-root", "/nonexistent"], 1, "CIFAR-10 not found"),
+    (["train", "vit-cifar", "--data-root", ".", "--test-limit", "0"], 2, "x>=1"),
+    (["probe", "vit-cifar", "--dataset", "cifar10-sample", "--name", ".."], 1, "--name"),
+    (["bench", "vit-cifar", "--dataset", "cifar10-sample", "--limit", "4", "--plot", "/dev/null/x.png"], 1,
+     "Cannot write"),
+    (["results", "--export", "csv", "/dev/null/x.csv"], 1, "Cannot write"),
+    (["embed", "vit-cifar", S, "--out", "/dev/null/x.npy"], 1, "Cannot write"),
+    (["info", "vit-cifarr"], 1, "Did you mean"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", BAD_CLI, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_invocations_are_one_line_and_an_exit_code(args, code, message):
+    result = CliRunner().invoke(build_cli(), args)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == code and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("Error: ") and message in lines[0]
+
+
+def test_an_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch):
+    monkeypatch.setattr(zoo.api, "load", lambda *a, **k: 1 / 0)
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", S])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: unexpected ZeroDivisionError: division by zero (a bug in zoo or a plugin: please report it; "
+        "ZOO_DEBUG=1 shows the traceback)"]
