@@ -100,6 +100,17 @@ def test_offline_urls_in_chat_messages_make_no_request(qwen2vl_tiny, no_network,
         load_image("data:image/png;base64,not base64!")
 
 
+def test_offline_loading_and_running_make_no_request(no_network, florence2_tiny, qwen2vl_tiny, samples, tmp_path):
+    assert zoo.load("florence-2-base", weights=florence2_tiny).describe(samples / "cat.png", max_new_tokens=2)
+    qwen = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
+    assert qwen.describe(samples / "cat.png", max_new_tokens=2)
+    with pytest.raises(zoo.MissingWeights, match="downloads are off"):
+        zoo.load("deit-tiny")
+    with pytest.raises(zoo.ZooError, match="downloads are off"):
+        zoo.datasets.cifar10(tmp_path)
+    assert no_network == []
+
+
 # -- 3. a weights folder is checked before anything is built --------------------------------------------
 
 
