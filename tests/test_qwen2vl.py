@@ -74,11 +74,12 @@ def test_several_images_in_one_message(tiny, model, samples):
 
 
 def test_video_goes_through_pyav(tiny, model, clip):
-    from zoo_qwen2vl.video import read_frames
+    from zoo_qwen2vl.video import read_video
 
-    frames, fps = read_frames(clip, nframes=4)
-    assert len(frames) == 4 and frames[0].size == (64, 48) and fps == pytest.approx(2.0)
-    frames, fps = read_frames(clip, fps=2.0)
+    frames, metadata, fps = read_video({"video": str(clip), "nframes": 4})
+    assert frames.shape == (4, 3, 48, 64) and metadata["frames_indices"].tolist() == [0, 5, 10, 15]
+    assert fps == pytest.approx(2.0)
+    frames, _, _ = read_video({"video": str(clip), "fps": 2.0})
     assert len(frames) == 4  # 2 s at 2 frames per second
     text = model.describe(clip, max_new_tokens=6)
     assert len(text) == 1 and isinstance(text[0], str)
@@ -93,7 +94,7 @@ def test_classify_equals_brute_force_per_label(model, samples):
     tok = model.processor.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")
     question = CLASSIFY_PROMPT.format(labels=", ".join(labels))
-    batch = model.encode([[{"role": "user", "content": [model.media(image), {"type": "text", "text": question}]}]], None)
+    batch = model.model_inputs(image, prompt=question)
     prefix = batch["input_ids"].shape[1]
     totals = []
     for label in labels:  # one full forward pass per label, no shared cache
@@ -128,12 +129,13 @@ def test_stream_yields_the_same_text(model, samples):
     assert streamed == model.describe(samples / "cat.png", max_new_tokens=6)[0]
 
 
-def test_record_pixel_budgets_are_defaults_a_call_overrides(tiny):
+def test_budgets_default_to_the_checkpoint_and_a_load_option_sets_them(tiny):
     record = zoo.info("qwen2-vl-2b-instruct")
-    assert record.model_args == {"min_pixels": 200704, "max_pixels": 1003520}
-    assert record.weights.revision == "895c3a49bc3fa70a340399125c650a463535e71c"
-    assert zoo.load("qwen2-vl-2b-instruct", weights=tiny).pixels == {"min_pixels": 200704, "max_pixels": 1003520}
-    assert zoo.load("qwen2-vl-2b-instruct", weights=tiny, max_pixels=3136).pixels["max_pixels"] == 3136
+    assert record.model_args == {} and record.weights.revision == "895c3a49bc3fa70a340399125c650a463535e71c"
+    assert zoo.load("qwen2-vl-2b-instruct", weights=tiny).images == {}  # qwen-vl-utils' and the checkpoint's
+    assert zoo.load("qwen2-vl-2b-instruct", weights=tiny, max_pixels=3136).images == {"max_pixels": 3136}
+    with pytest.raises(zoo.BadInput, match="fps or nframes"):
+        zoo.load("qwen2-vl-2b-instruct", weights=tiny, fps=1.0, nframes=4)
 
 
 def test_bad_inputs(model, samples, tmp_path):

@@ -28,10 +28,19 @@ def max_pixels():
 
 
 def load_image(item):
+    """An RGB image, turned upright by its EXIF orientation."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(open_image(item)).convert("RGB")
+
+
+def open_image(item):
+    """The image as decoded (its own mode, alpha kept, no EXIF turn), checked: for upstream code that converts
+    images itself, as qwen-vl-utils does (white under alpha)."""
     from PIL import Image
 
     if isinstance(item, Image.Image):
-        return _check_size(item, "The image").convert("RGB")
+        return _check_size(item, "The image")
     if isinstance(item, str) and item.startswith(URL_PREFIXES):
         return _decode(_download(item), item)
     if isinstance(item, str) and item.startswith("data:"):
@@ -61,16 +70,16 @@ def _open(path):
 
 
 def _decode(source, name):
-    """A file object (or bytes) -> RGB, EXIF-oriented, 16-bit scaled, within the pixel limit."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """A file object (or bytes) -> a loaded image within the pixel limit, 16-bit greyscale scaled to 8 bits."""
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
         with Image.open(source) as image:
             _check_size(image, name)
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            image.load()
+            return _eight_bit(image)
     except Image.DecompressionBombError:
         raise BadInput(f"{name}: the image is larger than zoo's limit of {max_pixels()} pixels "
                        "(raise ZOO_MAX_IMAGE_PIXELS if you trust it).") from None
@@ -88,16 +97,18 @@ def _check_size(image, name):
     return image
 
 
-def _to_rgb(image):
+def _eight_bit(image):
     """16-bit greyscale keeps its top 8 bits (a plain convert would clip it to white)."""
     import numpy as np
     from PIL import Image
 
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        values = np.asarray(image, dtype=np.int64)
-        top = 65535 if image.mode.startswith("I;16") or values.max() > 255 else 255
-        image = Image.fromarray((values.clip(0, top) * 255 // top).astype(np.uint8))
-    return image.convert("RGB")
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        return image
+    values = np.asarray(image, dtype=np.int64)
+    top = 65535 if image.mode.startswith("I;16") or values.max() > 255 else 255
+    scaled = Image.fromarray((values.clip(0, top) * 255 // top).astype(np.uint8))
+    scaled.info = image.info
+    return scaled
 
 
 def _data_uri(uri):

@@ -124,6 +124,11 @@ class VisionLanguageModel(Model):
         ids = self.model.generate(**encoded, **self.generation_options(options))
         return self.decode(ids, encoded)
 
+    def model_inputs(self, inputs, **options):
+        """The processor tensors that describe(inputs, **options) gives the model, as one batch."""
+        checked = self.call_options("describe", options)
+        return self.encode([self.prepare(query) for query in self.items(inputs, checked)], checked)
+
     def stream_text(self, item, **options):
         """Yield the answer for one input piece by piece as it is generated."""
         import threading

@@ -1,15 +1,19 @@
 """Built-in plugin: Qwen2-VL (images, several images per message, video; answers and label likelihoods)."""
 
-import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import zoo
 from zoo import vlm
-from zoo.inputs import is_video, load_image
+from zoo.inputs import is_video, open_image
 from zoo.options import option
 
-from .video import read_frames
+from .video import check_path
+from .video import install as install_video_reader
+
+TOKEN_SIDE = 28  # pixels a side of one merged vision token: patch 14 x spatial merge 2
+SMALLEST_IMAGE = 4 * TOKEN_SIDE ** 2  # qwen-vl-utils' IMAGE_MIN_TOKEN_NUM tokens: its default min_pixels
 
 PLUGIN = "qwen2vl"
 IMAGE_PROMPT = "Describe this image."
@@ -19,9 +23,11 @@ CLASSIFY_PROMPT = "Which of these is shown in the image? Answer with one of: {la
 
 @dataclass(frozen=True)
 class Options:
-    min_pixels: int | None = option(None, minimum=1)  # image pixel budget: None keeps the processor's
-    max_pixels: int | None = option(None, minimum=1)
-    fps: float = option(2.0, minimum=0.0)  # video frames sampled per second
+    """Defaults for every image and video part that does not set its own (None: qwen-vl-utils' own)."""
+
+    min_pixels: int | None = option(None, minimum=SMALLEST_IMAGE)  # image pixel budget; None: 3136 .. 12845056,
+    max_pixels: int | None = option(None, minimum=SMALLEST_IMAGE)  # the released checkpoints' and qwen-vl-utils'
+    fps: float | None = option(None, minimum=0.0)  # video frames per second; None: qwen-vl-utils' 2.0
     nframes: int | None = option(None, minimum=2)  # or this many frames, evenly spaced
     static_cache: bool = False  # preallocate the KV cache (with compile=True: CUDA graphs for decoding)
 
@@ -31,16 +37,41 @@ def is_messages(value):
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
+def with_budget(part, budget):
+    """An image or video part with the model-wide defaults it does not set itself.
+
+    An image budget below one 2x2-token image is refused (qwen-vl-utils would make an empty image). A video
+    max_pixels below qwen-vl-utils' default video min_pixels lowers min_pixels to the image floor:
+    qwen-vl-utils asserts min <= max, and a user who asks for fewer pixels means it.
+    """
+    from qwen_vl_utils.vision_process import VIDEO_MIN_TOKEN_NUM
+
+    if "video" in part and ("fps" in part or "nframes" in part):
+        budget = {}  # the part's own sampling: qwen-vl-utils takes fps or nframes, not both
+    part = {**budget, **part}
+    for key in ("min_pixels", "max_pixels"):
+        if "image" in part and part.get(key, SMALLEST_IMAGE) < SMALLEST_IMAGE:
+            raise zoo.BadInput(f"{key}={part[key]}: Qwen2-VL's smallest image is {SMALLEST_IMAGE} pixels "
+                               "(2x2 tokens of 28x28); ask for at least that.")
+    if "video" in part and part.get("max_pixels", math.inf) < VIDEO_MIN_TOKEN_NUM * TOKEN_SIDE ** 2:
+        part.setdefault("min_pixels", min(SMALLEST_IMAGE, part["max_pixels"]))
+    return part
+
+
 class Qwen2VL(vlm.VisionLanguageModel):
     capabilities = frozenset({"describe", "classify"})
     Options = Options
     classify_prompt = CLASSIFY_PROMPT
+    card_generation = {"max_new_tokens": 128}  # the model card's generate call
 
     def __init__(self, record, runtime, model, processor, *, attention, options=Options(), weights_path=None):
         super().__init__(record, runtime, model, processor, attention=attention, weights_path=weights_path)
-        self.pixels = {k: getattr(options, k) for k in ("min_pixels", "max_pixels") if getattr(options, k)}
-        self.video = {"fps": options.fps, "nframes": options.nframes}
+        if options.fps and options.nframes:
+            raise zoo.BadInput(f"{record.name}: give fps or nframes for videos, not both.")
+        self.images = {k: getattr(options, k) for k in ("min_pixels", "max_pixels") if getattr(options, k)}
+        self.videos = {k: getattr(options, k) for k in ("fps", "nframes") if getattr(options, k)}
         processor.tokenizer.padding_side = "left"  # batched generation continues every row at the same column
+        install_video_reader()
         if options.static_cache:
             # Fixed shapes per step are what let torch.compile capture the decode step once and replay it.
             model.generation_config.cache_implementation = "static"
@@ -51,7 +82,7 @@ class Qwen2VL(vlm.VisionLanguageModel):
 
         return Qwen2VLForConditionalGeneration, AutoProcessor
 
-    # -- building conversations -------------------------------------------------------------------
+    # -- building conversations: the official message format, read as qwen-vl-utils reads it -------------
 
     def items(self, inputs, options):
         if is_messages(inputs):
@@ -59,52 +90,44 @@ class Qwen2VL(vlm.VisionLanguageModel):
         return super().items(inputs, options)
 
     def prepare(self, query):
-        """A query -> one chat with its media read (zoo's clear errors, PyAV for video)."""
+        """A query -> (chat, its images, its videos), read and resized by qwen-vl-utils in a decoding thread."""
+        from qwen_vl_utils import process_vision_info
+
+        chat = self.chat(query)
+        images, videos = process_vision_info(chat)
+        return chat, images or [], videos or []
+
+    def chat(self, query):
         if is_messages(query.content):
-            return self.normalise(query.content)
-        parts = [self.media(m) for m in (query.content if isinstance(query.content, (list, tuple)) else [query.content])]
-        default = VIDEO_PROMPT if any(p["type"] == "video" for p in parts) else IMAGE_PROMPT
+            return [{**m, "content": [self.part(p) for p in m["content"]] if isinstance(m.get("content"), list)
+                     else m.get("content")} for m in query.content]
+        items = query.content if isinstance(query.content, (list, tuple)) else [query.content]
+        parts = [self.part({"type": "video", "video": i} if is_video(i) else {"type": "image", "image": i})
+                 for i in items]
+        default = VIDEO_PROMPT if any("video" in p for p in parts) else IMAGE_PROMPT
         return [{"role": "user", "content": [*parts, {"type": "text", "text": query.prompt or default}]}]
 
-    def media(self, item):
-        """One content part for an image or video input, with the model's pixel budget."""
-        if is_video(item):
-            frames, fps = read_frames(item, **self.video)
-            return {"type": "video", "video": frames, "sample_fps": fps}  # qwen_vl_utils' per-frame video budget
-        # zoo reads every image itself (paths, URLs, data: URIs): offline, nothing reaches the network.
-        return {"type": "image", "image": load_image(item), **self.pixels}
-
-    def normalise(self, messages):
-        """A chat in the original format, with local media read by zoo."""
-        messages = copy.deepcopy(list(messages))
-        for message in messages:
-            if isinstance(message.get("content"), list):
-                message["content"] = [self.part(p) for p in message["content"]]
-        return messages
-
     def part(self, part):
-        kind = "video" if "video" in part else "image" if "image" in part else None
-        if kind is None:
-            return part
-        value = part[kind]
-        if isinstance(value, (str, Path)):
-            value = str(value).removeprefix("file://")
-        extra = {k: v for k, v in part.items() if k not in ("type", kind)}
-        return {**self.media(value), **extra}
+        """One content part: images read by zoo (clear errors; offline, no request), video paths checked."""
+        if "image" in part or part.get("type") == "image":
+            return with_budget({**part, "image": open_image(part["image"])}, self.images)
+        if "video" in part and isinstance(part["video"], (str, Path)):  # the video budget, not the image one
+            return with_budget({**part, "video": str(check_path(part["video"]))}, self.videos)
+        if "video" in part:  # a list of frames, as qwen-vl-utils takes them
+            return {**part, "video": [open_image(f) for f in part["video"]]}
+        return part
 
     # -- the model's work ---------------------------------------------------------------------------
 
-    def encode(self, chats, options):
-        from qwen_vl_utils import process_vision_info
-
-        texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
-        images, videos, video_kwargs = process_vision_info(chats, return_video_kwargs=True)
-        extra = {}
-        if videos:  # frames are sampled already; the processor takes one fps, not qwen_vl_utils' list
-            rates = set(video_kwargs["fps"])
-            extra = {"do_sample_frames": False, "cap_pixels_per_frame": True,
-                     **({"fps": rates.pop()} if len(rates) == 1 else {})}
-        encoded = self.processor(text=texts, images=images, videos=videos, padding=True, return_tensors="pt", **extra)
+    def encode(self, batch, options):
+        """The processor's tensors for prepared chats, as the model card calls it."""
+        texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c, _, _ in batch]
+        images = [i for _, chat_images, _ in batch for i in chat_images] or None
+        videos = [v for _, _, chat_videos in batch for v in chat_videos] or None
+        # Frames are sampled already (qwen-vl-utils' do_sample_frames=False); its per-video fps list does not
+        # change Qwen2-VL's tensors, and this processor takes one number, so it is left out.
+        encoded = self.processor(text=texts, images=images, videos=videos, padding=True, return_tensors="pt",
+                                 do_sample_frames=False, **({"cap_pixels_per_frame": True} if videos else {}))
         return encoded.to(self.device)
 
     def decode(self, ids, encoded):
@@ -115,11 +138,11 @@ class Qwen2VL(vlm.VisionLanguageModel):
         """Text per input; a prompt makes it visual question answering."""
         return self.generate_texts(chats, options)
 
-    def label_scores(self, chat, labels):
+    def label_scores(self, prepared, labels):
         """log p(label, end of turn | question): one prefill, then every label from the shared prefix."""
         import torch
 
-        encoded = self.encode([chat], None)
+        encoded = self.encode([prepared], None)
         ids, mask = self.label_batch(labels)
         prefix, width = encoded["input_ids"].shape[1], ids.shape[1]
         out = self.model(**encoded, use_cache=True)

@@ -17,16 +17,19 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
+# The released checkpoints' processor budget (preprocessor_config.json), so tests see the real defaults.
+RELEASED_PIXELS = dict(size={"shortest_edge": 3136, "longest_edge": 12845056})
+
 QWEN2_VL_SIZES = {
-    "tiny": dict(pixels=28 * 28 * 16,
-                 text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           num_key_value_heads=1, mrope_section=[2, 3, 3]),
-                 vision=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2)),
+    "tiny": dict(
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1, mrope_section=[2, 3, 3]),
+        vision=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2)),
     # Qwen2-VL-2B: a 28-layer Qwen2 of width 1536 (GQA 12/2 heads) and a 32-layer ViT of width 1280.
-    "2b": dict(pixels=448 * 448,
-               text=dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, mrope_section=[16, 24, 24]),
-               vision=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4)),
+    "2b": dict(
+        text=dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                  num_key_value_heads=2, mrope_section=[16, 24, 24]),
+        vision=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4)),
 }
 
 
@@ -44,10 +47,9 @@ def qwen2_vl(path, seed=0, size="tiny"):
     spec = QWEN2_VL_SIZES[size]
     text = dict(spec["text"])
     section = text.pop("mrope_section")
-    pixels = dict(min_pixels=28 * 28 * 4, max_pixels=spec["pixels"])
     processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**pixels),
-        video_processor=Qwen2VLVideoProcessor(**pixels),
+        image_processor=Qwen2VLImageProcessor(**RELEASED_PIXELS),
+        video_processor=Qwen2VLVideoProcessor(**RELEASED_PIXELS),
         tokenizer=tok, chat_template=QWEN_CHAT_TEMPLATE,
     )
     config = Qwen2VLConfig(
