@@ -6,7 +6,7 @@ from PIL import Image
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
 import zoo
-from zoo_florence2 import DESCRIBE_TASKS, detections
+from zoo_florence2 import DESCRIBE_TASKS, DETECT_TASKS, detections
 
 
 @pytest.fixture
@@ -23,16 +23,69 @@ def images(samples, *names):
     return [Image.open(samples / f"{n}.png").convert("RGB") for n in names]
 
 
-def test_describe_equals_plain_transformers_generate(tiny, model, samples):
-    plain_model = Florence2ForConditionalGeneration.from_pretrained(tiny).eval()
+CARD = {"num_beams": 3, "do_sample": False}  # the model card's generate call (its max_new_tokens=1024 too)
+TOKENS = 12  # enough to exercise every parser; the card's 1024 would only make a random model ramble on
+REGION = (4.0, 6.0, 20.0, 30.0)
+TASK_INPUTS = {"phrase_grounding": {"phrase": "a cat"}, "open_vocabulary_detection": {"phrase": "a cat"},
+               "referring_expression_segmentation": {"phrase": "a cat"}, "region_to_segmentation": {"region": REGION},
+               "region_to_category": {"region": REGION}, "region_to_description": {"region": REGION},
+               "region_to_ocr": {"region": REGION}}
+
+
+def card_answer(plain, processor, image, task_token, text_input=None):
+    """The model card's run_example: prompt = task + input, generate, decode, post_process_generation."""
+    prompt = task_token if text_input is None else task_token + text_input
+    inputs = processor(text=prompt, images=image, return_tensors="pt")
+    ids = plain.generate(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"], max_new_tokens=TOKENS,
+                         **CARD)
+    text = processor.batch_decode(ids, skip_special_tokens=False)[0]
+    return processor.post_process_generation(text, task=task_token, image_size=(image.width, image.height))[task_token]
+
+
+def card_input(processor, image, task):
+    """What the card writes after the task token: the phrase, or the region as location tokens."""
+    given = TASK_INPUTS.get(task, {})
+    if "region" in given:
+        bins = processor.post_processor.quantize(torch.tensor([given["region"]]), image.size)[0]
+        return "".join(f"<loc_{int(v)}>" for v in bins)
+    return given.get("phrase")
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 40)], ids=["square", "wide"])
+def test_every_card_task_equals_the_model_card_path(tiny, model, samples, size):
+    plain = Florence2ForConditionalGeneration.from_pretrained(tiny).eval()
     processor = AutoProcessor.from_pretrained(tiny)
-    for task, token in DESCRIBE_TASKS.items():
-        image = images(samples, "cat")[0]
-        inputs = processor(text=token, images=image, return_tensors="pt")
-        ids = plain_model.generate(**inputs, max_new_tokens=10, do_sample=False, num_beams=1)
-        text = processor.batch_decode(ids, skip_special_tokens=False)[0]
-        expected = processor.post_process_generation(text, task=token, image_size=image.size)[token]
-        assert model.describe(samples / "cat.png", task=task, max_new_tokens=10) == [expected]
+    image = images(samples, "cat")[0].resize(size)
+    for task, token in {**DESCRIBE_TASKS, **DETECT_TASKS}.items():
+        with torch.no_grad():
+            expected = card_answer(plain, processor, image, token, card_input(processor, image, task))
+        options = {"task": task, "max_new_tokens": TOKENS, **TASK_INPUTS.get(task, {})}
+        if task in DESCRIBE_TASKS:
+            assert model.describe(image, **options) == [expected], task
+        else:
+            assert model.detect(image, **options) == [detections(expected)], task
+
+
+def test_generation_defaults_follow_the_card_unless_the_checkpoint_or_caller_says(tiny, model):
+    options = model.call_options("describe", {})
+    assert model.generation_options(options) == {"max_new_tokens": 254, "num_beams": 3, "do_sample": False}
+    model.model.generation_config.num_beams = 5  # a checkpoint whose generation_config sets beams: zoo leaves
+    assert "num_beams" not in model.generation_options(options)  # them to it, passing no constant of its own
+    assert model.generation_options(model.call_options("describe", {"num_beams": 2}))["num_beams"] == 2
+    assert zoo.load("florence-2-base", weights=tiny, num_beams=4).generation_options(options)["num_beams"] == 4
+
+
+def test_polygons_and_per_image_phrases(model, samples):
+    pair = images(samples, "cat", "dog")
+    per_image = model.detect(pair, task="phrase_grounding", phrase=["a cat", "a dog"], max_new_tokens=TOKENS)
+    assert per_image == [model.detect(pair[0], task="phrase_grounding", phrase="a cat", max_new_tokens=TOKENS)[0],
+                         model.detect(pair[1], task="phrase_grounding", phrase="a dog", max_new_tokens=TOKENS)[0]]
+    with pytest.raises(zoo.BadInput, match="1 phrases for 2 inputs"):
+        model.detect(pair, task="phrase_grounding", phrase=["a cat"])
+    with pytest.raises(zoo.BadInput, match="needs a region"):
+        model.describe(pair[0], task="region_to_category")
+    with pytest.raises(zoo.BadInput, match="x0 < x1"):
+        model.describe(pair[0], task="region_to_category", region=(10, 10, 5, 20))
 
 
 def test_batched_equals_one_by_one(model, samples):
@@ -49,7 +102,7 @@ def test_batched_equals_one_by_one(model, samples):
 
 def test_custom_prompt_and_beams(model, samples):
     assert len(model.describe(samples / "cat.png", prompt="What colour is the car?", max_new_tokens=5)) == 1
-    assert len(model.describe(samples / "cat.png", num_beams=2, max_new_tokens=5)[0]) > 0
+    assert len(model.describe(samples / "cat.png", num_beams=2, max_new_tokens=5)) == 1
 
 
 def test_classify_equals_brute_force_per_label_likelihood(tiny, model, samples):
@@ -76,19 +129,24 @@ def test_classify_equals_brute_force_per_label_likelihood(tiny, model, samples):
 def test_detection_parsing_on_known_output_strings(tiny):
     processor = AutoProcessor.from_pretrained(tiny)
     text = "</s><s>car<loc_100><loc_200><loc_300><loc_400>dog<loc_0><loc_0><loc_999><loc_999></s>"
-    found = detections(processor.post_process_generation(text, task="<OD>", image_size=(1000, 500)), "<OD>")
+    found = detections(processor.post_process_generation(text, task="<OD>", image_size=(1000, 500))["<OD>"])
     assert [d.label for d in found] == ["car", "dog"]
     # Bin centres ((bin + 0.5) * size / 1000), truncated to whole pixels by the processor.
     assert found[0].box == (100, 100, 300, 200)
     assert found[1].box == (0, 0, 999, 499)
     ocr = "</s><s>HELLO<loc_10><loc_20><loc_30><loc_20><loc_30><loc_40><loc_10><loc_40></s>"
-    found = detections(processor.post_process_generation(ocr, task="<OCR_WITH_REGION>", image_size=(1000, 1000)),
-                       "<OCR_WITH_REGION>")
+    found = detections(processor.post_process_generation(ocr, task="<OCR_WITH_REGION>",
+                                                         image_size=(1000, 1000))["<OCR_WITH_REGION>"])
     assert found[0].label == "HELLO" and found[0].box == (10, 20, 30, 40)
+    assert found[0].polygons == ((10.0, 20.0, 30.0, 20.0, 30.0, 40.0, 10.0, 40.0),)  # the quadrilateral is kept
     grounding = "</s><s>a cat<loc_1><loc_2><loc_3><loc_4></s>"
-    found = detections(processor.post_process_generation(grounding, task="<CAPTION_TO_PHRASE_GROUNDING>",
-                                                         image_size=(1000, 1000)), "<CAPTION_TO_PHRASE_GROUNDING>")
+    token = "<CAPTION_TO_PHRASE_GROUNDING>"
+    found = detections(processor.post_process_generation(grounding, task=token, image_size=(1000, 1000))[token])
     assert found[0].label == "a cat"
+    mask = "</s><s><loc_100><loc_100><loc_300><loc_100><loc_300><loc_300></s>"
+    token = "<REFERRING_EXPRESSION_SEGMENTATION>"
+    found = detections(processor.post_process_generation(mask, task=token, image_size=(1000, 1000))[token])
+    assert len(found) == 1 and len(found[0].polygons[0]) == 6 and found[0].box[0] < found[0].box[2]
 
 
 def test_detect_returns_boxes_in_input_pixels(model, samples, tmp_path):

@@ -157,3 +157,15 @@ def test_bad_inputs(model, samples, tmp_path):
         model.describe("https://example.com/cat.png")
     with pytest.raises(zoo.BadInput, match="not found"):
         model.describe(tmp_path / "missing.png")
+
+
+def test_device_map_and_a_forced_split_give_the_same_answer(tiny, samples):
+    """device_map and max_memory reach transformers/accelerate: here the layers split between CPU and disk."""
+    plain = zoo.load("qwen2-vl-2b-instruct", weights=tiny).describe(samples / "cat.png", max_new_tokens=6)
+    on_cpu = zoo.load("qwen2-vl-2b-instruct", weights=tiny, device_map="cpu")
+    split = zoo.load("qwen2-vl-2b-instruct", weights=tiny, device_map="auto", max_memory={"cpu": "300KB"})
+    assert "disk" in split.model.hf_device_map.values()
+    assert on_cpu.describe(samples / "cat.png", max_new_tokens=6) == plain
+    assert split.describe(samples / "cat.png", max_new_tokens=6) == plain
+    with pytest.raises(zoo.BadInput, match="with device_map"):
+        zoo.load("qwen2-vl-2b-instruct", weights=tiny, max_memory={"cpu": "1GB"})

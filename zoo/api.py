@@ -9,18 +9,19 @@ from .weights import resolve
 
 
 def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compile=False, attention=None,
-         device_map=None, workers=None, **model_options):
+         device_map=None, max_memory=None, workers=None, **model_options):
     """A ready model.
 
     Runtime options are the same for every model: `weights` (a file or folder replacing the record's source),
-    `device`, `dtype`, `batch_size`, `compile`, `attention`, `device_map`, `workers` (decoding threads).
+    `device`, `dtype`, `batch_size`, `compile`, `attention`, `device_map` and `max_memory` (split a
+    transformers model over devices, or offload it, as transformers does), `workers` (decoding threads).
     Anything else is a model option, checked against the model's declared `Options` before any work.
     """
     record = registry().get(name)
     loader = registry().loader_for(record)
     options = model_options_of(loader, record, model_options)
     runtime = make_runtime(device=device, dtype=dtype, batch_size=batch_size, compile=compile, attention=attention,
-                           device_map=device_map, workers=workers)
+                           device_map=device_map, max_memory=max_memory, workers=workers)
     return loader.load(record, resolve(record, weights), runtime, options)
 
 

@@ -37,6 +37,7 @@ class Detection:
     box: tuple  # (x0, y0, x1, y1) in pixels of the input image
     label: str
     score: float | None = None
+    polygons: tuple | None = None  # for regions that are not boxes: polygons of (x, y, x, y, ...) in input pixels
 
     def to_dict(self):
         return asdict(self)
@@ -51,7 +52,7 @@ class ClassifyOptions:
 @dataclass(frozen=True)
 class DescribeOptions:
     prompt: str | tuple[str, ...] | None = None  # one for every input, or one per input
-    max_new_tokens: int = option(128, minimum=1)  # the describe default of every vision-language model
+    max_new_tokens: int | None = option(None, minimum=1)  # None: the model card's (Qwen2-VL 128, Florence-2 1024)
 
 
 def top_predictions(scores, labels, top_k):

@@ -21,6 +21,7 @@ class Runtime:
     attention: str | None = None  # None: the family's best available
     device_map: Any = None  # transformers/accelerate placement: "auto", "cpu" or a dict
     workers: int = 4  # decoding threads
+    max_memory: dict | None = None  # with device_map: the most each device may hold, {0: "20GiB", "cpu": "60GiB"}
 
 
 def pick_device(device=None, dtype=None):
@@ -43,7 +44,7 @@ def pick_device(device=None, dtype=None):
 
 
 def make_runtime(*, device=None, dtype=None, batch_size=None, compile=False, attention=None, device_map=None,
-                 workers=None):
+                 workers=None, max_memory=None):
     """A checked Runtime from zoo.load's keyword arguments."""
     for name, value in (("batch_size", batch_size), ("workers", workers)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -54,5 +55,7 @@ def make_runtime(*, device=None, dtype=None, batch_size=None, compile=False, att
         raise BadInput(f"attention={attention!r}: use one of {', '.join(ATTENTION)}.")
     if device_map is not None and not isinstance(device_map, (str, dict)):
         raise BadInput(f"device_map={device_map!r}: use 'auto', 'cpu' or a dict of module name to device.")
+    if max_memory is not None and (not isinstance(max_memory, dict) or device_map is None):
+        raise BadInput(f"max_memory={max_memory!r}: a dict such as {{0: '20GiB', 'cpu': '60GiB'}}, with device_map.")
     device, dtype = pick_device(device, dtype)
-    return Runtime(device, dtype, batch_size, compile, attention, device_map, workers or 4)
+    return Runtime(device, dtype, batch_size, compile, attention, device_map, workers or 4, max_memory)

@@ -8,11 +8,17 @@ its describe/detect batch methods.
 
 from typing import Any, NamedTuple
 
+from .config import home
 from .errors import BadInput, MissingWeights, require
 from .model import Model, top_predictions
 from .streaming import iter_inputs
 
 REQUIRED_FILES = ("config.json",)
+
+
+def per_input(value):
+    """True for a list of prompts, phrases or regions (one per input) rather than one for every input."""
+    return isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], (str, list, tuple))
 
 
 class Query(NamedTuple):
@@ -46,7 +52,10 @@ def load_pretrained(model_class, processor_class, record, weights, runtime):
     require("transformers", "vlm")
     check_folder(record, weights)
     attention = runtime.attention or attention_backend(runtime.device)
-    placement = {"device_map": runtime.device_map} if runtime.device_map is not None else {}
+    placement = {}
+    if runtime.device_map is not None:  # transformers and accelerate place (and offload) the layers
+        placement = {"device_map": runtime.device_map, "max_memory": runtime.max_memory,
+                     "offload_folder": str(home() / "offload" / record.name)}
     model = model_class.from_pretrained(weights, dtype=runtime.dtype, attn_implementation=attention,
                                         use_safetensors=True, local_files_only=True, **placement)
     processor = processor_class.from_pretrained(weights, local_files_only=True)
@@ -66,6 +75,7 @@ def sequence_logprobs(logits, targets, mask):
 class VisionLanguageModel(Model):
     open_vocabulary = True
     default_batch_size = 8
+    card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
     classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
 
     def __init__(self, record, runtime, model, processor, *, attention, weights_path=None):
@@ -93,7 +103,7 @@ class VisionLanguageModel(Model):
         prompt = getattr(options, "prompt", None)
         if getattr(options, "labels", None) and self.classify_prompt:
             prompt = self.classify_prompt.format(labels=", ".join(options.labels))
-        if isinstance(prompt, tuple):
+        if per_input(prompt):
             return (Query(item, text) for item, text in zip(iter_inputs(inputs), prompt))
         return (Query(item, prompt) for item in iter_inputs(inputs))
 
@@ -105,18 +115,24 @@ class VisionLanguageModel(Model):
         return options
 
     def stream(self, capability, inputs, options, progress=None):
-        prompt = options.get("prompt")
-        if isinstance(prompt, (list, tuple)):
+        for name in ("prompt", "phrase", "region"):
+            value = options.get(name)
             given = len(inputs) if isinstance(inputs, (list, tuple)) else 1
-            if len(prompt) != given:
-                raise BadInput(f"{len(prompt)} prompts for {given} inputs: give one per input, or one for all.")
+            if (per_input(value) or value == []) and len(value) != given:
+                raise BadInput(f"{len(value)} {name}s for {given} inputs: give one per input, or one for all.")
         return super().stream(capability, inputs, options, progress)
 
     # -- generation -----------------------------------------------------------------------------------
 
     def generation_options(self, options):
-        """generate() keyword arguments for a describe/detect call."""
-        return {"max_new_tokens": options.max_new_tokens, "do_sample": False}
+        """generate() arguments: the caller's, else the checkpoint's generation_config, else the model card's.
+
+        zoo never overrides what the checkpoint's generation_config sets with its own constants.
+        """
+        checkpoint = self.model.generation_config.to_diff_dict()
+        card = {k: v for k, v in self.card_generation.items() if k not in checkpoint}
+        given = {k: getattr(options, k, None) for k in ("max_new_tokens", "num_beams")}
+        return {**card, **{k: v for k, v in given.items() if v is not None}}
 
     def generate_texts(self, batch, options):
         """Generated text for a batch of prepared queries."""

@@ -1,63 +1,96 @@
 """Built-in plugin: Florence-2 (captions, OCR, detection, open-vocabulary classification)."""
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
 import zoo
 from zoo import vlm
+from zoo.inputs import open_image
 from zoo.model import DescribeOptions
 from zoo.options import option
+from zoo.streaming import iter_inputs
+
+
+def as_list(value):
+    """One phrase or region, or one per input, as a list."""
+    return [] if value is None else list(value) if vlm.per_input(value) else [value]
 
 PLUGIN = "florence2"
+# Every task of the model card, by the name zoo gives it.
 DESCRIBE_TASKS = {
     "caption": "<CAPTION>",
     "detailed_caption": "<DETAILED_CAPTION>",
     "more_detailed_caption": "<MORE_DETAILED_CAPTION>",
     "ocr": "<OCR>",
+    "region_to_category": "<REGION_TO_CATEGORY>",
+    "region_to_description": "<REGION_TO_DESCRIPTION>",
+    "region_to_ocr": "<REGION_TO_OCR>",
 }
 DETECT_TASKS = {
     "od": "<OD>",
     "dense_region_caption": "<DENSE_REGION_CAPTION>",
+    "region_proposal": "<REGION_PROPOSAL>",
     "phrase_grounding": "<CAPTION_TO_PHRASE_GROUNDING>",
+    "open_vocabulary_detection": "<OPEN_VOCABULARY_DETECTION>",
     "ocr_with_region": "<OCR_WITH_REGION>",
+    "referring_expression_segmentation": "<REFERRING_EXPRESSION_SEGMENTATION>",
+    "region_to_segmentation": "<REGION_TO_SEGMENTATION>",
 }
+PHRASE_TASKS = ("phrase_grounding", "open_vocabulary_detection", "referring_expression_segmentation")
+REGION_TASKS = ("region_to_category", "region_to_description", "region_to_ocr", "region_to_segmentation")
+Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
 class Options:
-    num_beams: int = option(1, minimum=1)  # the default beam count of describe and detect
+    num_beams: int | None = option(None, minimum=1)  # None: the checkpoint's generation_config, else the card's 3
 
 
 @dataclass(frozen=True)
 class Florence2DescribeOptions(DescribeOptions):
     task: Literal[tuple(DESCRIBE_TASKS)] = "caption"
     prompt: str | None = None  # replaces the task's own prompt
+    region: Box | tuple[Box, ...] | None = None  # region_to_*: (x0, y0, x1, y1) in input pixels, or one per input
     num_beams: int | None = option(None, minimum=1)
 
 
 @dataclass(frozen=True)
 class Florence2DetectOptions:
     task: Literal[tuple(DETECT_TASKS)] = "od"
-    phrase: str | None = None  # the text to ground (phrase_grounding)
-    max_new_tokens: int = option(1024, minimum=1)
+    phrase: str | tuple[str, ...] | None = None  # what to find (phrase tasks): one for all inputs, or one per input
+    region: Box | tuple[Box, ...] | None = None  # region_to_segmentation: in input pixels, or one per input
+    max_new_tokens: int | None = option(None, minimum=1)
     num_beams: int | None = option(None, minimum=1)
 
 
-def detections(parsed, task_token):
-    """Typed detections from the processor's post_process_generation output for one image."""
-    answer = parsed[task_token]
-    if "quad_boxes" in answer:  # OCR with regions: 8 coordinates per box, reduced to an axis-aligned box
-        boxes = [(min(q[0::2]), min(q[1::2]), max(q[0::2]), max(q[1::2])) for q in answer["quad_boxes"]]
-    else:
-        boxes = [tuple(b) for b in answer["bboxes"]]
-    labels = answer.get("labels") or answer.get("bboxes_labels") or [""] * len(boxes)
-    return [zoo.Detection(tuple(float(v) for v in box), label.strip()) for box, label in zip(boxes, labels)]
+def bounds(polygons):
+    xs = [x for p in polygons for x in p[0::2]]
+    ys = [y for p in polygons for y in p[1::2]]
+    return (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
+
+
+def detections(answer):
+    """Typed detections from post_process_generation's answer for one image: boxes, quads or polygons."""
+    found = []
+    box_labels = answer.get("bboxes_labels", answer.get("labels", []))
+    for box, label in zip(answer.get("bboxes", []), box_labels or [""] * len(answer.get("bboxes", []))):
+        found.append(zoo.Detection(tuple(float(v) for v in box), label.strip()))
+    for quad, label in zip(answer.get("quad_boxes", []), answer.get("labels", [])):  # OCR regions: 4 corners
+        found.append(zoo.Detection(bounds([quad]), label.strip(), polygons=(tuple(float(v) for v in quad),)))
+    polygon_labels = answer.get("polygons_labels", answer.get("labels", []))
+    for polygons, label in zip(answer.get("polygons", []), polygon_labels):
+        polygons = tuple(tuple(float(v) for v in p) for p in polygons if len(p) >= 6)
+        if polygons:
+            found.append(zoo.Detection(bounds(polygons), label.strip(), polygons=polygons))
+    return found
 
 
 class Florence2(vlm.VisionLanguageModel):
     capabilities = frozenset({"describe", "detect", "classify"})
     Options = Options
     describe_options, detect_options = Florence2DescribeOptions, Florence2DetectOptions
+    card_generation = {"max_new_tokens": 1024, "num_beams": 3, "do_sample": False}  # the model card's example
 
     def __init__(self, record, runtime, model, processor, *, attention, options=Options(), weights_path=None):
         super().__init__(record, runtime, model, processor, attention=attention, weights_path=weights_path)
@@ -71,45 +104,72 @@ class Florence2(vlm.VisionLanguageModel):
 
     def check_call(self, capability, options):
         options = super().check_call(capability, options)
-        if capability == "detect" and options.task == "phrase_grounding" and not (options.phrase or "").strip():
-            raise zoo.BadInput("phrase_grounding needs a phrase: detect(images, task='phrase_grounding', phrase='a cat').")
+        task = getattr(options, "task", None)
+        phrases = as_list(getattr(options, "phrase", None))
+        if task in PHRASE_TASKS and not (phrases and all(p.strip() for p in phrases)):
+            raise zoo.BadInput(f"{task} needs a phrase: detect(images, task={task!r}, phrase='a cat').")
+        if task in REGION_TASKS and options.region is None:
+            raise zoo.BadInput(f"{task} needs a region in input pixels: region=(x0, y0, x1, y1).")
+        for region in as_list(getattr(options, "region", None)):
+            if not (region[0] < region[2] and region[1] < region[3]):
+                raise zoo.BadInput(f"region={region}: expected (x0, y0, x1, y1) with x0 < x1 and y0 < y1.")
         return options
 
+    def items(self, inputs, options):
+        """Each input with its own task input: the phrase or region given for it (or for every input)."""
+        task_input = getattr(options, "phrase", None) or getattr(options, "region", None)
+        given = task_input if vlm.per_input(task_input) else itertools.repeat(task_input)
+        return (vlm.Query(item, value) for item, value in zip(iter_inputs(inputs), given))
+
     def prepare(self, query):
-        return query._replace(content=super().prepare(query.content))
+        # As the model card opens images: PIL, then RGB (no EXIF turn, alpha dropped).
+        return query._replace(content=open_image(query.content).convert("RGB"))
+
+    def prompt(self, query, options):
+        """The task token and its input: a phrase as text, a region as the processor's location tokens."""
+        if getattr(options, "prompt", None):
+            return options.prompt
+        task = getattr(options, "task", None) or "caption"
+        token = (DESCRIBE_TASKS | DETECT_TASKS)[task]
+        if task in REGION_TASKS:
+            import torch
+
+            bins = self.processor.post_processor.quantize(torch.tensor([query.prompt]), query.content.size)[0]
+            return token + "".join(f"<loc_{int(v)}>" for v in bins)
+        return token + (query.prompt.strip() if task in PHRASE_TASKS else "")
 
     def encode(self, batch, options):
-        token = (DESCRIBE_TASKS | DETECT_TASKS).get(getattr(options, "task", None), "<CAPTION>")
-        phrase = getattr(options, "phrase", None)
-        prompts = [q.prompt or (f"{token}{phrase.strip()}" if phrase else token) for q in batch]
+        prompts = [self.prompt(q, options) for q in batch]
         encoded = self.processor(text=prompts, images=[q.content for q in batch], return_tensors="pt", padding=True)
         encoded = encoded.to(self.device)
         encoded["pixel_values"] = encoded["pixel_values"].to(self.dtype)
         return encoded
 
     def generation_options(self, options):
+        generation = super().generation_options(options)
+        if self.num_beams and options.num_beams is None:  # the load option, below the call's own
+            generation["num_beams"] = self.num_beams
         # The decoder has no positions beyond its embeddings (1024 in the released checkpoints).
         longest = self.model.config.text_config.max_position_embeddings - 2
-        return {"max_new_tokens": min(options.max_new_tokens, longest), "do_sample": False,
-                "num_beams": options.num_beams or self.num_beams}
+        return {**generation, "max_new_tokens": min(generation.get("max_new_tokens", longest), longest)}
 
     def decode(self, ids, encoded):
         return self.processor.batch_decode(ids, skip_special_tokens=False)  # post-processing needs them
 
     def parsed(self, batch, options, tasks):
+        """Each image's answer from the processor's own post_process_generation, in input pixels."""
         token = tasks[options.task]
         texts = self.generate_texts(batch, options)
         return [self.processor.post_process_generation(t, task=token, image_size=q.content.size)[token]
-                for t, q in zip(texts, batch)], token
+                for t, q in zip(texts, batch)]
 
     def describe_batch(self, batch, options):
-        """A caption (or OCR text) per image; `prompt` replaces the task's own prompt."""
-        return self.parsed(batch, options, DESCRIBE_TASKS)[0]
+        """Text per image: a caption, OCR, or what a region shows; `prompt` replaces the task's own prompt."""
+        return self.parsed(batch, options, DESCRIBE_TASKS)
 
     def detect_batch(self, batch, options):
-        """Boxes in pixels of each input image, with labels."""
-        answers, token = self.parsed(batch, options, DETECT_TASKS)
-        return [detections({token: answer}, token) for answer in answers]
+        """Boxes (and polygons, for OCR regions and segmentation) in pixels of each input image, with labels."""
+        return [detections(answer) for answer in self.parsed(batch, options, DETECT_TASKS)]
 
     def label_scores(self, query, labels):
         """log p(label | image) for every label: one encoder pass, every label in one decoder batch."""
@@ -117,7 +177,7 @@ class Florence2(vlm.VisionLanguageModel):
         from transformers.modeling_outputs import BaseModelOutput
 
         padded, mask = self.label_batch(labels)
-        encoded = self.encode([query], None)
+        encoded = self.encode([query._replace(prompt=None)], None)  # the caption task's prompt
         encoder = self.model(**encoded, decoder_input_ids=padded[:1, :1]).encoder_last_hidden_state
         logits = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=encoder.expand(len(labels), -1, -1)),
