@@ -183,7 +183,7 @@ def classify(name, inputs, top_k, labels, as_json, **load):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--prompt", default=None, help="A question or instruction about each input.")
 @click.option("--task", default=None, help="A model-specific task (Florence-2: caption, detailed_caption, ocr ...).")
-@click.option("--max-new-tokens", type=POSITIVE, default=None, help="Longest answer in tokens [128].")
+@click.option("--max-new-tokens", type=POSITIVE, default=None, help="Longest answer in tokens [the model card's].")
 @click.option("--stream/--no-stream", default=None, help="Print tokens as they come [on for one input in a terminal].")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
