@@ -74,7 +74,7 @@ def test_hf_cache_is_used_offline(tmp_path, monkeypatch, tensor_file):
     (snapshot / "model.safetensors").write_bytes(tensor_file.read_bytes())
     (cache / "models--acme--net" / "refs").mkdir()
     (cache / "models--acme--net" / "refs" / "main").write_text("a" * 40)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # read at each call, not at import
     path = resolve(record(hf="acme/net"))
     assert (path / "model.safetensors").exists()
 

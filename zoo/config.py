@@ -23,6 +23,38 @@ def offline():
     return truthy("ZOO_OFFLINE") or truthy("HF_HUB_OFFLINE")
 
 
+def hf_cache():
+    """The Hugging Face hub cache, read now (huggingface_hub reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser() / "hub"
+
+
+def hf_endpoint():
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+def lock_path():
+    """The lock of every downloaded file: resolved commits and sha256s (zoo pull, zoo lock)."""
+    return home() / "zoo.lock"
+
+
+def user_config():
+    """$ZOO_HOME/config.yaml as a mapping (absent: empty)."""
+    import yaml
+
+    from .errors import ZooError
+
+    path = home() / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise ZooError(f"{path}: not a readable YAML config ({' '.join(str(e).split())[:120]}).") from None
+    if not isinstance(data, dict):
+        raise ZooError(f"{path}: expected a mapping of settings, such as 'allowed_licenses: [apache-2.0, mit]'.")
+    return data
+
+
 def user_registry_path():
     return home() / "registry.yaml"
 

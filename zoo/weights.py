@@ -8,6 +8,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from . import lock
 from .config import home, offline
 from .errors import MissingWeights, UnsafeWeights, ZooError
 from .hookspecs import hookimpl
@@ -90,7 +91,9 @@ def resolve_weights(record, offline):
         return path
     if w.url:
         return _fetch_url(record, w, offline)
-    return fetch_hf(record, w, offline)
+    from .hub import snapshot
+
+    return snapshot(record, w, offline)
 
 
 def _fetch_url(record, w, offline):
@@ -110,39 +113,13 @@ def _fetch_url(record, w, offline):
             shutil.copyfileobj(response, out)
         verify(tmp, w.sha256, f"the download of {w.url}")
         os.replace(tmp, target)  # atomic: a cache entry is either whole or absent
+        lock.record(record.name, f"url:{w.url}", None, w.sha256, target.parent, [target.name])
     except OSError as e:
         raise MissingWeights(f"Model {record.name!r}: could not download {w.url}: {e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
-
-
-def fetch_hf(record, w, offline):
-    """A local snapshot of the hub repository `w.hf` (only `w.filename` when given), from the cache first."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    patterns = [w.filename] if w.filename else None
-    try:
-        return Path(snapshot_download(w.hf, revision=w.revision, allow_patterns=patterns, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
-        pass
-    where = f"the Hugging Face cache ({constants.HF_HUB_CACHE}) for {w.hf}@{w.revision or 'main'}"
-    if offline:
-        raise MissingWeights(
-            f"Model {record.name!r}: weights not found in {where}, and downloads are off "
-            "(ZOO_OFFLINE or HF_HUB_OFFLINE). Pass weights=PATH (a file or a save_pretrained directory), "
-            f"or run once with the network: hf download {w.hf}" + (f" --revision {w.revision}" if w.revision else "")
-        )
-    try:
-        return Path(snapshot_download(w.hf, revision=w.revision, allow_patterns=patterns,
-                                      endpoint=os.environ.get("HF_ENDPOINT") or None))
-    except Exception as e:  # the hub client raises many kinds: unreachable, refused, 404, 401, timeouts
-        reason = " ".join(str(e).split())[:160]
-        raise MissingWeights(
-            f"Model {record.name!r}: could not download {w.hf} from the Hugging Face hub ({type(e).__name__}: "
-            f"{reason}). Pass weights=PATH, or set ZOO_OFFLINE=1 to work from the cache only.") from None
 
 
 def weight_file(path):

@@ -83,9 +83,9 @@ def resolve_weights(record, offline):
     cfg = pretrained_cfg(record.architecture)
     if cfg is None or not cfg.hf_hub_id:
         return None
-    from zoo.weights import fetch_hf
+    from zoo.hub import snapshot
 
-    return fetch_hf(record, Weights(hf=cfg.hf_hub_id, filename="model.safetensors"), offline)
+    return snapshot(record, Weights(hf=cfg.hf_hub_id, filename="model.safetensors"), offline)
 
 
 @zoo.hookimpl

@@ -1,0 +1,114 @@
+"""Commands for the weights cache: zoo pull, zoo cache ls/verify/rm, zoo lock export/import."""
+
+import click
+
+from . import cache, lock
+from .cli import emit_json, human_count
+from .errors import ZooError
+from .tables import table
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every model with hub or URL weights.")
+@click.option("--revision", default=None, help="A branch, tag or commit of the hub repository.")
+def pull(names, every, revision):
+    """Download NAMES (fnmatch patterns allowed), verify every file and record it in the lock."""
+    from .registry import registry
+
+    chosen = pull_targets(registry(), names, every)
+    for name in chosen:
+        item = cache.pull(name, revision)
+        if item is None:
+            click.echo(f"{name}: nothing to download (its weights are a local path, in the package, or none)")
+        else:
+            size = human_count(sum(f["size"] for f in item["files"].values()))
+            click.echo(f"{name}: {item['source']} at {item['commit'][:12]}, {len(item['files'])} files, {size}B, verified")
+
+
+def pull_targets(reg, names, every):
+    if not names and not every:
+        raise ZooError("Name the models to pull (patterns allowed: 'deit-*'), or pass --all.")
+    if every:
+        return [n for n in reg.names() if reg.get(n).weights is None or reg.get(n).weights.kind in ("hf", "url")]
+    chosen = []
+    for pattern in names:
+        matched = reg.names(pattern) if any(c in pattern for c in "*?[") else [reg.get(pattern).name]
+        if not matched:
+            raise ZooError(f"No model matches {pattern!r}: 'zoo list' shows every model.")
+        chosen += [n for n in matched if n not in chosen]
+    return chosen
+
+
+@click.group(name="cache")
+def cache_group():
+    """What zoo downloaded: list, verify, remove."""
+
+
+@cache_group.command(name="ls")
+@click.option("--json", "as_json", is_flag=True)
+def cache_ls(as_json):
+    """Every downloaded model: source, revision, commit, size, last used, verified (size and time check)."""
+    rows = cache.rows()
+    if as_json:
+        return emit_json(rows)
+    click.echo(table([(r["model"], r["source"], r["revision"], r["commit"], human_count(r["size"]) + "B",
+                       r["last_used"], "yes" if r["verified"] else "NO") for r in rows],
+                     ["MODEL", "SOURCE", "REVISION", "COMMIT", "SIZE", "LAST USED", "VERIFIED"]))
+
+
+@cache_group.command(name="verify")
+@click.argument("names", nargs=-1)
+def cache_verify(names):
+    """Hash every file of NAMES (default: all) against the lock; exit 1 if any differs."""
+    entries = lock.read()["models"]
+    bad = []
+    for name in names or sorted(entries):
+        if name not in entries:
+            raise ZooError(f"{name} is not in the lock: 'zoo cache ls' lists what zoo downloaded.")
+        try:
+            lock.check(name, entries[name].get("folder", ""), full=True)
+            click.echo(f"{name}: ok ({len(entries[name]['files'])} files)")
+        except ZooError as e:
+            bad.append(name)
+            click.echo(f"{name}: FAILED: {e}")
+    if bad:
+        raise ZooError(f"{len(bad)} model(s) do not match the lock: {', '.join(bad)}.")
+
+
+@cache_group.command(name="rm")
+@click.argument("names", nargs=-1)
+@click.option("--older-than", type=click.IntRange(min=0), default=None, metavar="DAYS",
+              help="Every model last used more than DAYS days ago.")
+def cache_rm(names, older_than):
+    """Remove the cached files of NAMES (or of models unused for --older-than DAYS) and their lock entries."""
+    chosen = list(names) + (cache.unused_for(older_than) if older_than is not None else [])
+    if not chosen:
+        raise ZooError("Name the models to remove, or pass --older-than DAYS.")
+    for name in dict.fromkeys(chosen):
+        cache.remove(name)
+        click.echo(f"Removed {name}")
+
+
+@click.group(name="lock")
+def lock_group():
+    """Share pins: the lock holds each download's commit and file hashes."""
+
+
+@lock_group.command(name="export")
+@click.argument("file", type=click.Path())
+def lock_export(file):
+    """Write the lock to FILE (for a team to import)."""
+    lock.export(file)
+    click.echo(f"Wrote {len(lock.read()['models'])} locked models to {file}")
+
+
+@lock_group.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def lock_import(file):
+    """Merge FILE's pins: loads of those models then resolve the same commits and check the same hashes."""
+    names = lock.import_from(file)
+    click.echo(f"Imported {len(names)} pins: {', '.join(names)}")
+
+
+COMMANDS = (pull, cache_group, lock_group)

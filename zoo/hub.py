@@ -1,0 +1,117 @@
+"""Weights from the Hugging Face hub (or any server speaking its file protocol, named by HF_ENDPOINT).
+
+Every download is checked against the hashes the hub itself declares for the commit (sha256 for LFS
+files, the git blob id for the others) and recorded in zoo.lock; a load of a locked model checks its
+files against the lock. Without a pinned revision, a record resolves through the lock once it has one.
+"""
+
+import contextlib
+import contextvars
+import hashlib
+import os
+from pathlib import Path
+
+from . import lock
+from .config import hf_cache, hf_endpoint
+from .errors import MissingWeights, UnsafeWeights
+
+TIMEOUT_S = 10  # per request; ZOO_HUB_TIMEOUT changes it
+_pulling = contextvars.ContextVar("zoo_pulling", default=False)
+
+
+@contextlib.contextmanager
+def pulling():
+    """Within it, resolving hub weights always asks the hub and verifies every file (zoo pull)."""
+    token = _pulling.set(True)
+    try:
+        yield
+    finally:
+        _pulling.reset(token)
+
+
+def timeout():
+    return float(os.environ.get("ZOO_HUB_TIMEOUT") or TIMEOUT_S)
+
+
+def snapshot(record, w, offline):
+    """A local folder with the record's hub files: from the cache (checked against the lock), else downloaded."""
+    revision = w.revision or (lock.entry(record.name) or {}).get("commit")
+    patterns = [w.filename] if w.filename else None
+    cached = None if _pulling.get() else cached_snapshot(w.hf, revision, patterns)
+    if cached is not None:
+        if lock.check(record.name, cached):
+            lock.touch(record.name)
+        return cached
+    if offline:
+        raise MissingWeights(
+            f"Model {record.name!r}: weights not found in the Hugging Face cache ({hf_cache()}) for "
+            f"{w.hf}@{revision or 'main'}, and downloads are off (ZOO_OFFLINE or HF_HUB_OFFLINE). Pass weights=PATH "
+            f"(a file or a save_pretrained folder), or run once with the network: zoo pull {record.name}")
+    return download(record, w, revision, patterns)
+
+
+def cached_snapshot(repo, revision, patterns):
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, local_files_only=True,
+                                      cache_dir=hf_cache()))
+    except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+        return None
+
+
+def download(record, w, revision, patterns):
+    """Download the commit `revision` resolves to, verify every file, and lock it."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.hf_api import RepoFile
+
+    try:
+        api = HfApi(endpoint=hf_endpoint())
+        commit = api.repo_info(w.hf, revision=revision, timeout=timeout()).sha
+        listing = {f.path: f for f in api.list_repo_tree(w.hf, revision=commit, recursive=True)
+                   if isinstance(f, RepoFile) and (patterns is None or f.path in patterns)}
+        folder = Path(snapshot_download(w.hf, revision=commit, allow_patterns=patterns, cache_dir=hf_cache(),
+                                        endpoint=hf_endpoint(), etag_timeout=timeout()))
+    except Exception as e:  # the hub client raises many kinds: unreachable, refused, 404, 401, 500, timeouts
+        reason = " ".join(str(e).split())[:160]
+        raise MissingWeights(
+            f"Model {record.name!r}: could not download {w.hf} from the hub at {hf_endpoint()} ({type(e).__name__}: "
+            f"{reason}). Pass weights=PATH, or set ZOO_OFFLINE=1 to work from the cache only.") from None
+    verify_download(record.name, folder, listing)
+    check_pins(record.name, commit, folder)
+    lock.record(record.name, f"hf://{w.hf}", w.revision, commit, folder, sorted(listing))
+    return folder
+
+
+def check_pins(name, commit, folder):
+    """Files of a commit someone else locked (zoo lock import) must be the same files here."""
+    from .weights import sha256_of
+
+    pinned = lock.entry(name)
+    if not pinned or pinned.get("commit") != commit:
+        return
+    for path, expected in pinned["files"].items():
+        if not (folder / path).is_file() or sha256_of(folder / path) != expected["sha256"]:
+            raise UnsafeWeights(f"{name}: {path} at commit {commit[:12]} differs from the sha256 in the lock; "
+                                "the hub serves other files than were locked.")
+
+
+def git_blob_id(path):
+    data = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def verify_download(name, folder, listing):
+    """Every downloaded file must have the hash the hub declares; a bad one is removed from the cache."""
+    from .weights import sha256_of
+
+    for path, entry in listing.items():
+        local = folder / path
+        actual, expected = (sha256_of(local), entry.lfs.sha256) if entry.lfs else (git_blob_id(local), entry.blob_id)
+        if actual != expected:
+            blob = local.resolve()
+            local.unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
+            raise UnsafeWeights(f"{name}: the download of {path} is damaged or was tampered with (hash {actual[:12]}, "
+                                f"the hub declares {expected[:12]}); it was removed. Pull again.")
