@@ -134,8 +134,8 @@ def test_train_refuses_to_overwrite_a_run(tmp_path):
 
 
 CORE = ("records", "registry", "plugins", "hookspecs", "weights", "model", "errors", "config", "options", "runtime",
-        "streaming", "inputs", "vision", "vlm", "labels", "files", "api")
-FEATURES = ("bench", "probe", "evaluate", "results", "report", "datasets", "cli", "testing")
+        "streaming", "inputs", "vision", "vlm", "labels", "files", "api", "hub", "lock", "catalogue")
+FEATURES = ("bench", "probe", "evaluate", "results", "report", "datasets", "cli", "testing", "cache", "cache_cli")
 
 
 def imported_modules(path, top_level_only=False):

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from .catalogue import check_license
 from .options import from_signature, given, validate
 from .registry import register, registry
 from .runtime import make_runtime
@@ -18,6 +19,7 @@ def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compil
     Anything else is a model option, checked against the model's declared `Options` before any work.
     """
     record = registry().get(name)
+    check_license(record)
     loader = registry().loader_for(record)
     options = model_options_of(loader, record, model_options)
     runtime = make_runtime(device=device, dtype=dtype, batch_size=batch_size, compile=compile, attention=attention,

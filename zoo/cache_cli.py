@@ -16,14 +16,21 @@ def pull(names, every, revision):
     """Download NAMES (fnmatch patterns allowed), verify every file and record it in the lock."""
     from .registry import registry
 
-    chosen = pull_targets(registry(), names, every)
+    chosen, failed = pull_targets(registry(), names, every), []
     for name in chosen:
-        item = cache.pull(name, revision)
+        try:
+            item = cache.pull(name, revision)
+        except ZooError as e:  # one model's failure is its own line; the others still download
+            failed.append(name)
+            click.echo(f"{name}: FAILED: {e}")
+            continue
         if item is None:
             click.echo(f"{name}: nothing to download (its weights are a local path, in the package, or none)")
         else:
             size = human_count(sum(f["size"] for f in item["files"].values()))
             click.echo(f"{name}: {item['source']} at {item['commit'][:12]}, {len(item['files'])} files, {size}B, verified")
+    if failed:
+        raise ZooError(f"{len(failed)} of {len(chosen)} models could not be pulled: {', '.join(failed)}.")
 
 
 def pull_targets(reg, names, every):

@@ -129,14 +129,26 @@ def cli():
 @click.argument("pattern", required=False)
 @click.option("--task", type=click.Choice(TASKS), default=None, help="Only models with this task.")
 @click.option("--plugin", default=None, help="Only models of this plugin.")
+@click.option("--license", "licenses", default=None, help="Only these licences, comma-separated (apache-2.0,mit).")
+@click.option("--where", default=None, help="Conditions on fields and metrics: 'params<5e7, imagenet_top1>=75'.")
+@click.option("--sort", default=None, help="A field or metric to sort by; '-imagenet_top1' for descending.")
+@click.option("--fields", default=None, help="Columns to show, comma-separated [name,plugin,tasks,params].")
 @click.option("--json", "as_json", is_flag=True)
-def list_command(pattern, task, plugin, as_json):
+def list_command(pattern, task, plugin, licenses, where, sort, fields, as_json):
     """List models, optionally matching an fnmatch PATTERN (e.g. 'deit-*')."""
-    records = [api.info(n) for n in api.list_models(pattern, task=task, plugin=plugin)]
+    from .catalogue import matches, parse_where, sort_records, value_of
+
+    conditions = parse_where(where)
+    allowed = {v.strip().lower() for v in licenses.split(",")} if licenses else None
+    records = [r for r in map(api.info, api.list_models(pattern, task=task, plugin=plugin))
+               if matches(r, conditions) and (allowed is None or (r.license or "").lower() in allowed)]
+    records = sort_records(records, sort)
+    columns = [f.strip() for f in (fields or "name,plugin,tasks,params").split(",") if f.strip()]
     if as_json:
-        return emit_json([{"name": r.name, "plugin": r.plugin, "tasks": list(r.tasks), "params": r.params} for r in records])
-    rows = [(r.name, r.plugin, ",".join(r.tasks), human_count(r.params)) for r in records]
-    click.echo(table(rows, ["NAME", "PLUGIN", "TASKS", "PARAMS"]))
+        return emit_json([{c: value_of(r, c) for c in dict.fromkeys(["name", *columns, "license"])} for r in records])
+    shown = [[human_count(v) if c == "params" else "-" if v is None else str(v)
+              for c, v in ((c, value_of(r, c)) for c in columns)] for r in records]
+    click.echo(table(shown, [c.upper() for c in columns]))
 
 
 @cli.command()
