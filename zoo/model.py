@@ -6,6 +6,7 @@ progress for long inputs. A plugin writes `prepare` (one input -> what its batch
 `<capability>_batch` method per capability: `classify_batch`, `embed_batch`, `describe_batch`, `detect_batch`.
 """
 
+import functools
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -53,6 +54,20 @@ class ClassifyOptions:
 class DescribeOptions:
     prompt: str | tuple[str, ...] | None = None  # one for every input, or one per input
     max_new_tokens: int | None = option(None, minimum=1)  # None: the model card's (Qwen2-VL 128, Florence-2 1024)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """In a stream kept going past bad inputs: the one-line reason an input failed."""
+
+    error: str
+
+
+def prepare_or_fail(prepare, item):
+    try:
+        return prepare(item)
+    except ZooError as e:
+        return Failed(str(e))
 
 
 def top_predictions(scores, labels, top_k):
@@ -157,24 +172,29 @@ class Model:
         checked = validate(self.options_for(capability), options, f"{self.name}.{capability}")
         return self.check_call(capability, checked)
 
-    def stream(self, capability, inputs, options, progress=None):
-        """Results one input at a time; options and inputs are checked now, the work runs as it is read."""
+    def stream(self, capability, inputs, options, progress=None, *, keep_errors=False):
+        """Results one input at a time; options and inputs are checked now, the work runs as it is read.
+
+        With keep_errors, an input that cannot be read or run yields a `Failed` (its one-line reason) in its
+        place and the rest go on: what bulk inference writes as error rows.
+        """
         checked = self.call_options(capability, options)
         streaming.check_not_empty(inputs)
-        return self._results(capability, inputs, checked, progress)
+        return self._results(capability, inputs, checked, progress, keep_errors)
 
-    def _results(self, capability, inputs, options, progress):
+    def _results(self, capability, inputs, options, progress, keep_errors):
         from tqdm import tqdm
 
         run = getattr(self, f"{capability}_batch")
+        prepare = functools.partial(prepare_or_fail, self.prepare) if keep_errors else self.prepare
         total = streaming.count(inputs)
         show = progress if progress is not None else (total or 0) > 4 * self.batch_size and sys.stderr.isatty()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="zoo-decode") as pool, \
-                tqdm(total=total, desc=f"{self.name} {capability}", disable=not show, leave=False) as bar:
-            batches = (list(pool.map(self.prepare, chunk))
+                tqdm(total=total, desc=f"{self.name} {capability}", disable=not show, leave=False, unit="input") as bar:
+            batches = (list(pool.map(prepare, chunk))
                        for chunk in streaming.chunks(self.items(inputs, options), lambda: self.batch_size))
             for batch in streaming.prefetched(batches, PREFETCH_BATCHES):
-                yield from self._run_batch(run, batch, options)
+                yield from (self._run_keeping_errors if keep_errors else self._run_batch)(run, batch, options)
                 bar.update(len(batch))
 
     def _run_batch(self, run, batch, options):
@@ -195,6 +215,23 @@ class Model:
         if len(results) != len(batch):
             raise PluginError(f"{type(self).__name__}.{run.__name__} gave {len(results)} results for {len(batch)} inputs.")
         return results
+
+    def _run_keeping_errors(self, run, batch, options):
+        """Results for a batch with Failed in place of inputs that failed; a failing batch runs one by one."""
+        good = [item for item in batch if not isinstance(item, Failed)]
+        try:
+            results = iter(self._run_batch(run, good, options) if good else [])
+        except ZooError:
+            if len(good) == 1:
+                raise
+            results = iter([self._run_one(run, item, options) for item in good])
+        return [item if isinstance(item, Failed) else next(results) for item in batch]
+
+    def _run_one(self, run, item, options):
+        try:
+            return self._run_batch(run, [item], options)[0]
+        except ZooError as e:
+            return Failed(str(e))
 
     def check_labels(self, options):
         """Labels given to classify: non-empty distinct names, known to a closed-set model."""
