@@ -454,7 +454,7 @@ def test_an_unreachable_hub_is_one_line_and_quick(monkeypatch):
 S = str(ROOT / "samples" / "cat.png")
 BAD_CLI = [
     (["classify", "vit-cifar", "https://example.com/cat.png"], 1, "need the network"),
-    (["classify", "vit-cifar", str(ROOT / "samples")], 1, "is a folder"),
+    (["classify", "vit-cifar", str(ROOT / "samples" / "nothing-here")], 1, "Image file not found"),
     (["classify", "vit-cifar", S, "--weights", "/nonexistent"], 1, "does not exist"),
     (["classify", "vit-cifar", S, "--device", "cuda"], 1, "no CUDA GPU"),
     (["describe", "florence-2-base", S, "--max-new-tokens", "0"], 2, "x>=1"),

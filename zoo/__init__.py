@@ -23,6 +23,13 @@ from .registry import register
 __version__ = "0.2.0"
 
 
+def run(model, inputs, *, task, out, **options):
+    """Bulk inference over files, folders, manifests and videos into a results file; see zoo.bulk.run."""
+    from .bulk import run as bulk_run
+
+    return bulk_run(model, inputs, task=task, out=out, **options)
+
+
 def compare(models, *, dataset="cifar10", **options):
     """Benchmark models on one dataset; see zoo.bench.compare."""
     from .bench import compare as run
@@ -34,5 +41,5 @@ __all__ = [
     "BadInput", "Detection", "InvalidRecord", "MissingDependency", "MissingWeights", "Model", "ModelRecord",
     "ImageModel", "PluginError", "Prediction", "Preprocess", "Runtime", "UnknownModel", "UnsafeWeights",
     "UnsupportedCapability", "VisionLanguageModel", "Weights", "ZooError", "compare", "hookimpl", "info",
-    "list_models", "load", "register", "register_model",
+    "list_models", "load", "register", "register_model", "run",
 ]

@@ -27,6 +27,10 @@ def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compil
     return loader.load(record, resolve(record, weights), runtime, options)
 
 
+RUNTIME_OPTIONS = ("weights", "device", "dtype", "batch_size", "compile", "attention", "device_map", "max_memory",
+                   "workers")
+
+
 def model_options_of(loader, record, values):
     """The loader's Options from `values`; the record's model_args that name an option are its defaults."""
     names = {f.name for f in dataclasses.fields(loader.Options)}

@@ -173,6 +173,59 @@ def info(name, as_json):
         click.echo(f"{key + ':':<13} {value}")
 
 
+def bulk_options(f):
+    """Inputs as a user has them (folders, globs, lists, manifests, videos) and results written to --out."""
+    f = click.option("--concurrency", type=POSITIVE, default=2, show_default=True, help="Ray actors.")(f)
+    f = click.option("--address", default=None, help="A Ray cluster to join [RAY_ADDRESS, else a local one].")(f)
+    f = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)(f)
+    f = click.option("--resume", is_flag=True, help="Skip the inputs --out already holds; append the rest.")(f)
+    f = click.option("--out", type=click.Path(), default=None,
+                     help="Write results here (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).")(f)
+    f = click.option("--fps", type=PositiveFloat(), default=None, help="Video frames per second for image models [1].")(f)
+    f = click.option("--column", default="path", show_default=True, help="The path column of a CSV/Parquet manifest.")(f)
+    f = click.option("--ext", default=None, help="File types a folder or glob keeps, e.g. jpg,png [images, videos].")(f)
+    return click.option("-r", "--recursive", is_flag=True, help="Walk into sub-folders.")(f)
+
+
+def sources_of(bulk, whole_videos):
+    from .sources import Sources
+
+    extensions = tuple(f".{e.strip().lstrip('.').lower()}" for e in bulk["ext"].split(",")) if bulk["ext"] else None
+    return Sources(recursive=bulk["recursive"], column=bulk["column"], fps=bulk["fps"], whole_videos=whole_videos,
+                   **({"extensions": extensions} if extensions else {}))
+
+
+def split_bulk(options):
+    keys = ("recursive", "ext", "column", "fps", "out", "resume", "engine", "address", "concurrency")
+    return {k: options.pop(k) for k in keys}
+
+
+def run_bulk(name, inputs, task, call_options, load, bulk):
+    """--out: every input into a results file; a summary line, and exit 1 if any input failed."""
+    from .bulk import run
+    from .options import parse_assignments
+    from .registry import registry
+
+    model_options = parse_assignments(load.pop("model_options", ()))
+    api.check_options(name, task, model_options, call_options)
+    loader = registry().loader_for(registry().get(name))
+    summary = run(name, list(inputs), task=task, out=bulk["out"], resume=bulk["resume"], options=call_options,
+                  sources=sources_of(bulk, loader.reads_video), engine=bulk["engine"], address=bulk["address"],
+                  concurrency=bulk["concurrency"], load={**{k: v for k, v in load.items() if v is not None},
+                                                         **model_options})
+    click.echo(str(summary), err=True)
+    if summary.failed:
+        raise ZooError(f"{summary.failed} input(s) failed: their rows in {bulk['out']} say why.")
+
+
+def shown(model, inputs, bulk):
+    """(names, values) of the inputs for results printed here: folders and manifests expanded."""
+    items = list(sources_of(bulk, model.reads_video).items(list(inputs)))
+    if not items:
+        raise ZooError("No inputs found: the folders and globs hold no files of the kinds --ext names.")
+    return [i.key for i in items], [i.value for i in items]
+
+
 @cli.command()
 @click.argument("name")
 @click.argument("inputs", nargs=-1, required=True)
@@ -180,13 +233,19 @@ def info(name, as_json):
 @click.option("--labels", default=None, help="Comma-separated label names to choose among.")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
+@bulk_options
 def classify(name, inputs, top_k, labels, as_json, **load):
-    """Classify images: top-K labels with probabilities."""
+    """Classify images: top-K labels with probabilities (--out: every input into a results file)."""
+    bulk = split_bulk(load)
     options = given(top_k=top_k, labels=[s.strip() for s in labels.split(",") if s.strip()] if labels else None)
-    results = load_model(name, load, "classify", options).classify(list(inputs), **options)
+    if bulk["out"]:
+        return run_bulk(name, inputs, "classify", options, load, bulk)
+    model = load_model(name, load, "classify", options)
+    names, values = shown(model, inputs, bulk)
+    results = model.classify(values, **options)
     if as_json:
-        return emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in zip(inputs, results)])
-    rows = [(i, rank + 1, p.label, f"{p.score:.4f}") for i, r in zip(inputs, results) for rank, p in enumerate(r)]
+        return emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in zip(names, results)])
+    rows = [(i, rank + 1, p.label, f"{p.score:.4f}") for i, r in zip(names, results) for rank, p in enumerate(r)]
     click.echo(table(rows, ["INPUT", "RANK", "LABEL", "SCORE"]))
 
 
@@ -199,52 +258,40 @@ def classify(name, inputs, top_k, labels, as_json, **load):
 @click.option("--stream/--no-stream", default=None, help="Print tokens as they come [on for one input in a terminal].")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
+@bulk_options
 def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load):
     """Describe images or videos (captions, OCR, answers to --prompt)."""
+    bulk = split_bulk(load)
     options = given(prompt=prompt, task=task, max_new_tokens=max_new_tokens)
+    if bulk["out"]:
+        return run_bulk(name, inputs, "describe", options, load, bulk)
     model = load_model(name, load, "describe", options)
+    names, values = shown(model, inputs, bulk)
     if stream is None:
-        stream = len(inputs) == 1 and sys.stdout.isatty() and not as_json
+        stream = len(values) == 1 and sys.stdout.isatty() and not as_json
     if stream and hasattr(model, "stream_text"):
-        for piece in model.stream_text(inputs[0], **options):
+        for piece in model.stream_text(values[0], **options):
             click.echo(piece, nl=False)
         return click.echo()
-    texts = model.describe(list(inputs), **options)
+    texts = model.describe(values, **options)
     if as_json:
-        return emit_json([{"input": i, "text": t} for i, t in zip(inputs, texts)])
-    for i, text in zip(inputs, texts):
+        return emit_json([{"input": i, "text": t} for i, t in zip(names, texts)])
+    for i, text in zip(names, texts):
         click.echo(f"{i}: {text}")
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", type=click.Path(), required=True, help="A .safetensors or .npy file.")
-@click.option("--patch-tokens", is_flag=True, help="Patch tokens instead of the pooled embedding.")
+@click.option("--patch-tokens", is_flag=True, help="Patch tokens instead of the pooled embedding (flattened).")
 @load_options
-def embed(name, inputs, out, patch_tokens, **load):
-    """Write one embedding row per input to --out."""
-    out = Path(out)
-    if out.suffix not in (".safetensors", ".npy"):
-        raise ZooError(f"--out {out}: use a .safetensors or .npy file name.")
-    check_writable(out)
-    options = {"patch_tokens": True} if patch_tokens else {}
-    model = load_model(name, load, "embed", options)
-    vectors = model.embed(list(inputs), **options)
-    from .files import atomic_path
-
-    with atomic_path(out) as tmp:
-        if out.suffix == ".npy":
-            import numpy as np
-
-            with open(tmp, "wb") as f:
-                np.save(f, vectors.numpy())
-        else:
-            from safetensors.torch import save_file
-
-            save_file({"embeddings": vectors.contiguous()}, str(tmp),
-                      metadata={"model": model.name, "inputs": json.dumps(list(inputs))})
-    click.echo(f"Wrote {tuple(vectors.shape)} embeddings from {model.name} to {out}")
+@bulk_options
+def embed(name, inputs, patch_tokens, **load):
+    """Write one embedding row per input to --out (.parquet, .npy or .safetensors with an index of inputs)."""
+    bulk = split_bulk(load)
+    if not bulk["out"]:
+        raise ZooError("zoo embed writes its vectors to a file: pass --out feats.parquet (or .npy, .safetensors).")
+    run_bulk(name, inputs, "embed", {"patch_tokens": True} if patch_tokens else {}, load, bulk)
 
 
 @cli.command()
@@ -255,18 +302,24 @@ def embed(name, inputs, out, patch_tokens, **load):
 @click.option("--draw", type=click.Path(), default=None, help="Save each image with its boxes into this folder.")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
+@bulk_options
 def detect(name, inputs, task, phrase, draw, as_json, **load):
     """Detect objects or regions: boxes in pixel coordinates with labels."""
+    bulk = split_bulk(load)
     options = given(task=task, phrase=phrase)
-    results = load_model(name, load, "detect", options).detect(list(inputs), **options)
+    if bulk["out"]:
+        return run_bulk(name, inputs, "detect", options, load, bulk)
+    model = load_model(name, load, "detect", options)
+    names, values = shown(model, inputs, bulk)
+    results = model.detect(values, **options)
     if draw:
         from .drawing import draw_detections
 
-        for path in draw_detections(list(inputs), results, Path(draw)):
+        for path in draw_detections(values, results, Path(draw)):
             click.echo(f"Drew {path}", err=True)
     if as_json:
-        return emit_json([{"input": i, "detections": [d.to_dict() for d in r]} for i, r in zip(inputs, results)])
-    rows = [(i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in zip(inputs, results) for d in r]
+        return emit_json([{"input": i, "detections": [d.to_dict() for d in r]} for i, r in zip(names, results)])
+    rows = [(i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in zip(names, results) for d in r]
     click.echo(table(rows, ["INPUT", "LABEL", "BOX"]))
 
 

@@ -64,6 +64,8 @@ class Failed:
 
 
 def prepare_or_fail(prepare, item):
+    if isinstance(item, Failed):  # an input its source could not read
+        return item
     try:
         return prepare(item)
     except ZooError as e:
@@ -84,6 +86,7 @@ class Model:
 
     capabilities = frozenset()
     open_vocabulary = False  # classify(labels=...) takes any names, not only the model's own labels
+    reads_video = False  # takes whole videos (else bulk inference hands it their frames)
     Options = NoOptions  # what zoo.load(name, **model_options) accepts for this model
     classify_options, embed_options = ClassifyOptions, NoOptions  # what each call accepts
     describe_options, detect_options = DescribeOptions, NoOptions

@@ -62,6 +62,7 @@ class Qwen2VL(vlm.VisionLanguageModel):
     capabilities = frozenset({"describe", "classify"})
     Options = Options
     classify_prompt = CLASSIFY_PROMPT
+    reads_video = True
     card_generation = {"max_new_tokens": 128}  # the model card's generate call
 
     def __init__(self, record, runtime, model, processor, *, attention, options=Options(), weights_path=None):

@@ -1,0 +1,108 @@
+"""Bulk inference: any model over files, folders, manifests and videos, into a results file.
+
+    zoo.run("deit-tiny", "photos/", task="classify", out="preds.parquet", recursive=True)
+
+Inputs stream through the model's bounded prefetch pipeline (decoding in threads, overlapping compute), so
+memory stays flat in the number of inputs. An input that fails becomes an error row with a one-line reason
+and the run goes on. Rows are written in chunks; `resume=True` skips what an earlier run wrote.
+"""
+
+import collections
+import sys
+import time
+from dataclasses import dataclass
+
+from .errors import ZooError
+from .model import Failed, Model
+from .sources import Item, Sources
+
+CHUNK_ROWS = 256  # rows per written chunk: what a killed run loses at most
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    out: str | None = None
+
+    def __str__(self):
+        rate = (self.done + self.failed) / self.seconds if self.seconds else 0.0
+        where = f" -> {self.out}" if self.out else ""
+        return f"done {self.done}, failed {self.failed}, skipped {self.skipped} ({rate:.1f} inputs/s){where}"
+
+
+def run(model, inputs, *, task, out=None, resume=False, options=None, sources=None, progress=None,
+        engine="local", address=None, concurrency=2, load=None):
+    """Run `task` over every input into `out` (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors)."""
+    from . import api
+
+    if engine == "ray":
+        from .ray_engine import run_ray
+
+        return run_ray(model, inputs, task=task, out=out, resume=resume, options=options or {}, sources=sources,
+                       address=address, concurrency=concurrency, load=load or {})
+    if engine != "local":
+        raise ZooError(f"Unknown engine {engine!r}: use local or ray.")
+    model = model if isinstance(model, Model) else api.load(model, **(load or {}))
+    sources = sources or Sources(whole_videos=model.reads_video)
+    return run_local(model, inputs, task=task, out=out, resume=resume, options=options or {}, sources=sources,
+                     progress=progress)
+
+
+def run_local(model, inputs, *, task, out, resume, options, sources, progress):
+    from tqdm import tqdm
+
+    from .outputs import Writer
+
+    model.call_options(task, options)  # a bad option fails before anything is read or written
+    writer = Writer(out, task, resume=resume)
+    done, summary, started = writer.done(), Summary(out=str(out), skipped=0), time.perf_counter()
+    total = sources.count(inputs)
+    show = progress if progress is not None else sys.stderr.isatty()
+    chunk = []
+    with tqdm(total=total and total - len(done), desc=f"{model.name} {task}", unit="input", disable=not show) as bar:
+        for item, result in paired(model, task, sources.items(inputs), done, options, summary):
+            chunk.append(make_row(model, task, item, result))
+            summary.done += not isinstance(result, Failed)
+            summary.failed += isinstance(result, Failed)
+            bar.update(1)
+            if len(chunk) >= CHUNK_ROWS:
+                writer.write(chunk)
+                chunk = []
+    writer.write(chunk)
+    writer.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def paired(model, task, items, done, options, summary):
+    """(item, result) for every item not done, in order; items are read lazily by the model's prefetch thread."""
+    pending = collections.deque()
+
+    def values():
+        for item in items:
+            if item.key in done:
+                summary.skipped += 1
+                continue
+            pending.append(item)
+            yield item.value
+
+    stream = model.stream(task, values(), options, progress=False, keep_errors=True)
+    for result in stream:
+        yield pending.popleft(), result
+
+
+def make_row(model, task, item: Item, result):
+    row = {"input": item.key, "task": task, "model": model.name, "frame_time": item.frame_time, "error": None}
+    if isinstance(result, Failed):
+        return {**row, "error": result.error}
+    if task == "classify":
+        return {**row, "predictions": [p.to_dict() for p in result]}
+    if task == "detect":
+        return {**row, "detections": [d.to_dict() for d in result]}
+    if task == "describe":
+        return {**row, "text": result}
+    return {**row, "embedding": result.flatten().tolist()}
+

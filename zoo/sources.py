@@ -1,0 +1,125 @@
+"""What bulk inference reads: files, folders, globs, lists of paths or URLs, CSV/Parquet manifests, video frames.
+
+Every source becomes `Item`s: a key that names the input in the output (a path, a URL, `path#t=1.500` for a
+video frame, `input-3` for an in-memory image) and the value a model reads. Nothing is decoded here except
+video frames, and those only as they are read: the items stream, so memory does not grow with their number.
+"""
+
+import glob
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .datasets import IMAGE_SUFFIXES
+from .errors import BadInput
+from .inputs import VIDEO_SUFFIXES, is_video
+from .model import Failed
+
+URL_PREFIXES = ("http://", "https://", "data:")
+LIST_SUFFIXES = (".txt", ".lst")
+MANIFEST_SUFFIXES = (".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    value: Any
+    frame_time: float | None = None  # seconds into the video, for a frame
+
+
+@dataclass(frozen=True)
+class Sources:
+    recursive: bool = False  # walk into sub-folders
+    extensions: tuple = IMAGE_SUFFIXES + VIDEO_SUFFIXES  # what a folder or glob keeps
+    column: str = "path"  # the column of a CSV/Parquet manifest that names the inputs
+    fps: float | None = None  # sample videos at this many frames per second (image models); None: 1.0
+    whole_videos: bool = False  # hand videos to the model whole (Qwen2-VL) instead of as frames
+
+    def items(self, inputs):
+        """Items from one input or a list of them, lazily, in order."""
+        inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        return itertools.chain.from_iterable(self.expand(value, i) for i, value in enumerate(inputs))
+
+    def count(self, inputs):
+        """How many items `inputs` gives, without decoding anything; None when videos are split into frames."""
+        whole = Sources(self.recursive, self.extensions, self.column, self.fps, whole_videos=True)
+        items = list(whole.items(inputs))
+        if not self.whole_videos and any(is_video(item.key) for item in items):
+            return None
+        return len(items)
+
+    def expand(self, value, index):
+        if not isinstance(value, (str, Path)):
+            return [Item(f"input-{index}", value)]
+        text = str(value)
+        if text.startswith(URL_PREFIXES):
+            return [Item(text[:200], text)]
+        if any(c in text for c in "*?["):
+            return self.paths(Path(p) for p in sorted(glob.glob(text, recursive=True)))
+        path = Path(text).expanduser()
+        if path.is_dir():
+            walk = path.rglob("*") if self.recursive else path.iterdir()
+            return self.paths(sorted(walk))
+        if path.suffix.lower() in LIST_SUFFIXES:
+            return self.listed(path)
+        if path.suffix.lower() in MANIFEST_SUFFIXES:
+            return self.manifest(path)
+        return self.paths([path], keep_all=True)
+
+    def paths(self, paths, keep_all=False):
+        for path in paths:
+            if not keep_all and (path.is_dir() or path.suffix.lower() not in self.extensions):
+                continue
+            if is_video(path) and not self.whole_videos:
+                yield from frames(path, self.fps or 1.0)
+            else:
+                yield Item(str(path), path)
+
+    def listed(self, path):
+        """One path or URL a line ('#' comments and blank lines skipped); relative paths from the list's folder."""
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield from self.expand(line if line.startswith(URL_PREFIXES) or Path(line).is_absolute()
+                                       else str(path.parent / line), 0)
+
+    def manifest(self, path):
+        for value in manifest_column(path, self.column):
+            text = str(value)
+            yield from self.expand(text if text.startswith(URL_PREFIXES) or Path(text).is_absolute()
+                                   else str(path.parent / text), 0)
+
+
+def manifest_column(path, column):
+    """The values of one column of a CSV or Parquet file."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        if column not in table.column_names:
+            raise BadInput(f"{path} has no column {column!r} (it has {', '.join(table.column_names)}): pass --column.")
+        return table.column(column).to_pylist()
+    import csv
+
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if column not in (reader.fieldnames or []):
+            raise BadInput(f"{path} has no column {column!r} (it has {', '.join(reader.fieldnames or [])}): "
+                           "pass --column.")
+        return [row[column] for row in reader]
+
+
+def frames(path, fps):
+    """A video's frames at `fps` frames per second, decoded with PyAV as they are read."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            step, next_time = 1.0 / fps, 0.0
+            for frame in container.decode(video=0):
+                if frame.time is not None and frame.time + 1e-9 >= next_time:
+                    yield Item(f"{path}#t={frame.time:.3f}", frame.to_image(), frame.time)
+                    next_time += step * (1 + int((frame.time - next_time) // step))
+    except (av.error.FFmpegError, IndexError) as e:  # one error row, and the run goes on
+        yield Item(str(path), Failed(f"{path} is not a readable video ({e})."))
