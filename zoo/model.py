@@ -8,6 +8,7 @@ progress for long inputs. A plugin writes `prepare` (one input -> what its batch
 
 import functools
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -19,6 +20,7 @@ from .runtime import Runtime, pick_device
 
 CAPABILITIES = ("classify", "embed", "describe", "detect")
 PREFETCH_BATCHES = 2  # decoded batches waiting while the model works: enough to hide decoding, and bounded
+CHEAP_PREPARE_S = 200e-6  # below this per input, a thread hand-off costs more than the decoding itself
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,23 @@ class Failed:
     """In a stream kept going past bad inputs: the one-line reason an input failed."""
 
     error: str
+
+
+def prepared_batches(pool, prepare, chunks):
+    """Decoded batches. Slow decoding (files) runs in the pool's threads, up to PREFETCH_BATCHES ahead of the
+    model; cheap decoding (arrays already at the model's size) runs in line, where a thread hand-off would
+    cost more than the decoding and contend with the model for the interpreter lock."""
+    first = next(chunks, None)
+    if first is None:
+        return
+    started = time.perf_counter()
+    head = prepare(first[0])
+    if time.perf_counter() - started < CHEAP_PREPARE_S:
+        yield [head, *map(prepare, first[1:])]
+        yield from ([prepare(item) for item in chunk] for chunk in chunks)
+        return
+    yield [head, *pool.map(prepare, first[1:])]
+    yield from streaming.prefetched((list(pool.map(prepare, chunk)) for chunk in chunks), PREFETCH_BATCHES)
 
 
 def prepare_or_fail(prepare, item):
@@ -194,9 +213,8 @@ class Model:
         show = progress if progress is not None else (total or 0) > 4 * self.batch_size and sys.stderr.isatty()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="zoo-decode") as pool, \
                 tqdm(total=total, desc=f"{self.name} {capability}", disable=not show, leave=False, unit="input") as bar:
-            batches = (list(pool.map(prepare, chunk))
-                       for chunk in streaming.chunks(self.items(inputs, options), lambda: self.batch_size))
-            for batch in streaming.prefetched(batches, PREFETCH_BATCHES):
+            chunks = streaming.chunks(self.items(inputs, options), lambda: self.batch_size)
+            for batch in prepared_batches(pool, prepare, chunks):
                 yield from (self._run_keeping_errors if keep_errors else self._run_batch)(run, batch, options)
                 bar.update(len(batch))
 

@@ -44,6 +44,9 @@ class ImageModel(Model):
         self.preprocess = preprocess or record.preprocess or Preprocess()
         self.attention = attention
         self._transform = eval_transform(self.preprocess)
+        size = self.preprocess.input_size[1:]
+        # Arrays already at the input size skip PIL: resizing and centre-cropping to the same size change nothing.
+        self._native = size if all(math.floor(s / self.preprocess.crop_pct) == s for s in size) else None
         self._mean = torch.tensor(self.preprocess.mean, device=self.device).view(1, -1, 1, 1) * 255
         self._std = torch.tensor(self.preprocess.std, device=self.device).view(1, -1, 1, 1) * 255
         # bf16/fp16 on CUDA run through autocast; weights stay fp32 there for accuracy.
@@ -59,6 +62,11 @@ class ImageModel(Model):
                                       "add labels (a set such as imagenet-1k, or a list) to the record."}
 
     def prepare(self, item):
+        if self._native and type(item).__module__ == "numpy" and item.dtype.char == "B" and \
+                item.ndim == 3 and item.shape[2] == 3 and tuple(item.shape[:2]) == tuple(self._native):
+            import torch
+
+            return torch.from_numpy(item).permute(2, 0, 1)
         return self._transform(super().prepare(item))
 
     def collate(self, prepared):

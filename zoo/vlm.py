@@ -114,13 +114,13 @@ class VisionLanguageModel(Model):
             raise BadInput("The prompt is empty: ask something, or leave it out for the default.")
         return options
 
-    def stream(self, capability, inputs, options, progress=None):
+    def stream(self, capability, inputs, options, progress=None, *, keep_errors=False):
         for name in ("prompt", "phrase", "region"):
             value = options.get(name)
             given = len(inputs) if isinstance(inputs, (list, tuple)) else 1
             if (per_input(value) or value == []) and len(value) != given:
                 raise BadInput(f"{len(value)} {name}s for {given} inputs: give one per input, or one for all.")
-        return super().stream(capability, inputs, options, progress)
+        return super().stream(capability, inputs, options, progress, keep_errors=keep_errors)
 
     # -- generation -----------------------------------------------------------------------------------
 

@@ -1,0 +1,171 @@
+"""Bulk inference against the reference loops, in one run (ratios: these machines are noisy).
+
+    python benchmarks/bulk_inference.py files --photos 2000            # zoo.run vs a timm inference.py-style loop
+    python benchmarks/bulk_inference.py arrays --data-root ../shared/data   # vit-cifar vs the raw forward
+    python benchmarks/bulk_inference.py memory --counts 1000 5000 20000     # peak RSS against the number of inputs
+    python benchmarks/bulk_inference.py ray --photos 2000                # Ray engine vs the local engine
+
+deit-tiny has random weights at its real size, saved locally; photos are 640x480 JPEGs. Results go to --out.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import parser, report, timed
+from stream_memory import write_photos
+
+TINY_ARCH = "deit_tiny_patch16_224.fb_in1k"
+
+
+def deit_weights(folder):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = folder / "deit.safetensors"
+    save_file(timm.create_model(TINY_ARCH).state_dict(), str(path))
+    return path
+
+
+def timm_loop(weights, paths, batch_size):
+    """timm's inference.py, in short: ImageDataset-like loading in a 2-worker DataLoader, timm's transform."""
+    import timm
+    from PIL import Image
+    from safetensors.torch import load_file
+    from timm.data import create_transform, resolve_data_config
+
+    model = timm.create_model(TINY_ARCH).eval()
+    model.load_state_dict(load_file(weights))
+    transform = create_transform(**resolve_data_config({}, model=model))
+
+    class Files(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, i):
+            return transform(Image.open(paths[i]).convert("RGB"))
+
+    loader = torch.utils.data.DataLoader(Files(), batch_size=batch_size, num_workers=2)
+    top1 = []
+    with torch.inference_mode():
+        for x in loader:
+            top1 += model(x).softmax(-1).topk(5).indices[:, 0].tolist()
+    return top1
+
+
+def files(args, folder):
+    import pyarrow.parquet as pq
+
+    import zoo
+
+    paths = write_photos(folder, args.photos)
+    weights = deit_weights(folder)
+    started = time.perf_counter()
+    reference = timm_loop(weights, paths, args.batch_size)
+    timm_s = time.perf_counter() - started
+    started = time.perf_counter()
+    zoo.run("deit-tiny", folder, task="classify", out=folder / "preds.parquet",
+            load={"weights": weights, "batch_size": args.batch_size}, progress=False)
+    zoo_s = time.perf_counter() - started
+    ours = [r["predictions"][0]["index"] for r in pq.read_table(folder / "preds.parquet").to_pylist()]
+    return {"photos": len(paths), "timm_loop_img_s": len(paths) / timm_s, "zoo_run_img_s": len(paths) / zoo_s,
+            "ratio": timm_s / zoo_s, "same_top1": float(np.mean(np.asarray(ours) == np.asarray(reference)))}
+
+
+def arrays(args, folder):
+    """Best of --repeats interleaved runs each, after a warm-up: the machine is noisy."""
+    import zoo
+    from zoo.datasets import cifar10
+
+    data = cifar10(args.data_root, "test")
+    model = zoo.load("vit-cifar", batch_size=args.batch_size)
+    pre = model.preprocess
+    x = torch.from_numpy(np.stack(data.items)).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
+
+    def raw():
+        with torch.inference_mode():
+            return torch.cat([model.module(b).softmax(-1).topk(5).indices for b in x.split(args.batch_size)])
+
+    model.classify(data.items[:1000]), raw()
+    raw_s, zoo_s = [], []
+    for _ in range(args.repeats):
+        top, seconds = timed(raw)
+        raw_s.append(seconds)
+        ours, seconds = timed(lambda: model.classify(data.items))
+        zoo_s.append(seconds)
+    same = float(np.mean([p[0].index == r for p, r in zip(ours, top[:, 0].tolist())]))
+    return {"images": len(data), "batch_size": args.batch_size, "raw_forward_img_s": len(data) / min(raw_s),
+            "zoo_classify_img_s": len(data) / min(zoo_s), "ratio": min(raw_s) / min(zoo_s), "same_top1": same}
+
+
+def memory(args, folder):
+    from PIL import Image
+
+    from zoo.datasets import cifar10_sample
+
+    images = cifar10_sample(split="all").items
+    for i in range(max(args.counts)):
+        Image.fromarray(images[i % len(images)]).save(folder / f"{i:06d}.png")
+    rows = []
+    for n in args.counts:
+        code = (f"import resource, zoo; from zoo.sources import Sources\n"
+                f"paths = sorted(__import__('pathlib').Path({str(folder)!r}).glob('*.png'))[:{n}]\n"
+                f"before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+                f"s = zoo.run('vit-cifar', [str(p) for p in paths], task='classify', out={str(folder / 'm.parquet')!r},"
+                f" progress=False)\n"
+                f"print(s.done, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        done, before, peak = map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split()[-3:])
+        rows.append({"inputs": n, "done": done, "peak_rss_mb": peak / 1024, "growth_mb": (peak - before) / 1024})
+    return {"model": "vit-cifar", "rows": rows}
+
+
+def ray_engine(args, folder):
+    import ray
+
+    import zoo
+
+    write_photos(folder, args.photos)
+    weights = deit_weights(folder)
+    load = {"weights": str(weights), "batch_size": args.batch_size}
+    started = time.perf_counter()
+    zoo.run("deit-tiny", folder, task="classify", out=folder / "local.parquet", load=load, progress=False)
+    local_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ray.init(include_dashboard=False, logging_level="WARNING")
+    startup_s = time.perf_counter() - started
+    started = time.perf_counter()
+    zoo.run("deit-tiny", folder, task="classify", out=folder / "ray.parquet", engine="ray", load=load,
+            concurrency=args.concurrency)
+    ray_s = time.perf_counter() - started
+    return {"photos": args.photos, "local_img_s": args.photos / local_s, "ray_img_s": args.photos / ray_s,
+            "ratio": local_s / ray_s, "ray_startup_s": startup_s, "concurrency": args.concurrency}
+
+
+def main():
+    options = parser(__doc__)
+    options.add_argument("which", choices=["files", "arrays", "memory", "ray"])
+    options.add_argument("--photos", type=int, default=2000)
+    options.add_argument("--batch-size", type=int, default=32)
+    options.add_argument("--data-root", default="../shared/data")
+    options.add_argument("--counts", type=int, nargs="+", default=[1000, 5000, 20000])
+    options.add_argument("--concurrency", type=int, default=2)
+    options.add_argument("--repeats", type=int, default=3)
+    args = options.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="zoo-bulk-"))
+    result = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine}[args.which](args, folder)
+    report({"benchmark": f"bulk_inference {args.which}", "torch_threads": torch.get_num_threads(),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **result,
+            "command": " ".join(["python", *sys.argv])}, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Bulk inference: every input and output kind, error rows, kill-and-resume, video frames, the Ray engine."""
+
+import json
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from safetensors import safe_open
+
+import zoo
+from zoo import bulk
+from zoo.cli import build_cli
+from zoo.sources import Sources
+
+
+@pytest.fixture
+def photos(tmp_path, samples):
+    """A folder of the ten sample images, two in a sub-folder, one broken file and a text file."""
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    for i, path in enumerate(sorted(samples.glob("*.png"))):
+        Image.open(path).save(folder / ("more" if i < 2 else ".") / path.name)
+    (folder / "broken.png").write_bytes(b"not an image")
+    (folder / "notes.txt").write_text("ignored: not an image type")
+    return folder
+
+
+def rows(path):
+    return pq.read_table(path).to_pylist() if str(path).endswith(".parquet") else \
+        [json.loads(line) for line in open(path) if line.strip()]
+
+
+def same_rows(a, b):
+    """Equal rows; scores to 1e-5 (a batch of another size rounds differently in the last digits)."""
+    if [(r["input"], r["error"], [p["label"] for p in r["predictions"] or []]) for r in a] != \
+            [(r["input"], r["error"], [p["label"] for p in r["predictions"] or []]) for r in b]:
+        return False
+    return all(abs(p["score"] - q["score"]) < 1e-5 for x, y in zip(a, b)
+               for p, q in zip(x["predictions"] or [], y["predictions"] or []))
+
+
+def test_folders_recursive_extension_filter_and_error_rows(photos, tmp_path):
+    summary = zoo.run("vit-cifar", photos, task="classify", out=tmp_path / "top.jsonl")
+    assert (summary.done, summary.failed) == (8, 1)  # top level only; the broken file is an error row
+    found = rows(tmp_path / "top.jsonl")
+    broken = next(r for r in found if r["input"].endswith("broken.png"))
+    assert "not a readable image" in broken["error"] and broken["predictions"] is None
+    deep = zoo.run("vit-cifar", photos, task="classify", out=tmp_path / "all.parquet", sources=Sources(recursive=True))
+    assert deep.done == 10
+    only = zoo.run("vit-cifar", photos, task="classify", out=tmp_path / "cats.csv",
+                   sources=Sources(recursive=True, extensions=(".png",)))
+    assert only.done == 10 and only.failed == 1
+
+
+def test_globs_lists_and_manifests(photos, tmp_path):
+    import pyarrow as pa
+
+    (tmp_path / "list.txt").write_text("# chosen\nphotos/cat.png\n\nphotos/dog.png\nhttps://example.com/x.png\n")
+    (tmp_path / "m.csv").write_text("file,label\nphotos/cat.png,cat\nphotos/frog.png,frog\n")
+    pq.write_table(pa.table({"path": [str(photos / "cat.png")]}), tmp_path / "m.parquet")
+    cases = [(str(photos / "*.png"), {}, 9), (tmp_path / "list.txt", {}, 3), (tmp_path / "m.csv", {"column": "file"}, 2),
+             (tmp_path / "m.parquet", {}, 1)]
+    for source, options, expected in cases:
+        out = tmp_path / "out.jsonl"
+        zoo.run("vit-cifar", source, task="classify", out=out, sources=Sources(**options))
+        assert len(rows(out)) == expected, source
+    zoo.run("vit-cifar", tmp_path / "list.txt", task="classify", out=tmp_path / "l.jsonl")
+    assert "need the network" in rows(tmp_path / "l.jsonl")[2]["error"]  # offline: an error row, not a request
+    with pytest.raises(zoo.BadInput, match="no column 'path'.*pass --column"):
+        zoo.run("vit-cifar", tmp_path / "m.csv", task="classify", out=out)
+
+
+def test_every_output_format_holds_the_same_rows(photos, tmp_path):
+    expected = None
+    for suffix in (".jsonl", ".csv", ".parquet"):
+        out = tmp_path / f"p{suffix}"
+        zoo.run("vit-cifar", photos, task="classify", out=out)
+        if suffix == ".csv":
+            import csv
+
+            rows_of = [{**r, "predictions": json.loads(r["predictions"]) if r["predictions"] else None}
+                       for r in csv.DictReader(open(out))]
+        else:
+            rows_of = rows(out)
+        labels = [(r["input"], r["predictions"][0]["label"] if r["predictions"] else None) for r in rows_of]
+        expected = expected or labels
+        assert labels == expected, suffix
+    assert not list(tmp_path.glob("*.parts"))  # finished: the parts are gone
+
+
+def test_embeddings_to_parquet_npy_and_safetensors_with_an_index(photos, tmp_path):
+    zoo.run("vit-cifar", photos, task="embed", out=tmp_path / "e.parquet")
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[128]"
+    zoo.run("vit-cifar", photos, task="embed", out=tmp_path / "e.npy")
+    index = json.loads((tmp_path / "e.index.json").read_text())
+    assert np.load(tmp_path / "e.npy").shape == (8, 128) and len(index) == 9 and sum(bool(i["error"]) for i in index) == 1
+    zoo.run("vit-cifar", photos, task="embed", out=tmp_path / "e.safetensors")
+    with safe_open(str(tmp_path / "e.safetensors"), "np") as f:
+        vectors, inputs = f.get_tensor("embeddings"), json.loads(f.metadata()["inputs"])
+    good = [r for r in table.to_pylist() if not r["error"]]
+    assert inputs == [r["input"] for r in good]
+    assert np.allclose(vectors, np.asarray([r["embedding"] for r in good]), atol=1e-6)
+
+
+def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
+    full = tmp_path / "full.parquet"
+    zoo.run("vit-cifar", photos, task="classify", out=full, sources=Sources(recursive=True))
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", 3)
+    real_make_row, made = bulk.make_row, []
+
+    def dies_after_seven(*args):
+        if len(made) == 7:
+            raise KeyboardInterrupt  # the process is killed mid-run
+        made.append(1)
+        return real_make_row(*args)
+
+    monkeypatch.setattr(bulk, "make_row", dies_after_seven)
+    cut = tmp_path / "cut.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        zoo.run("vit-cifar", photos, task="classify", out=cut, sources=Sources(recursive=True))
+    parts = sorted((tmp_path / "cut.parquet.parts").glob("*.parquet"))
+    assert len(parts) == 2 and sum(pq.read_table(p).num_rows for p in parts) == 6  # readable up to the last chunk
+    monkeypatch.setattr(bulk, "make_row", real_make_row)
+    summary = zoo.run("vit-cifar", photos, task="classify", out=cut, resume=True, sources=Sources(recursive=True))
+    assert summary.skipped == 6 and summary.done + summary.failed == 5
+    assert same_rows(pq.read_table(cut).to_pylist(), pq.read_table(full).to_pylist())
+
+
+def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path):
+    out = tmp_path / "p.jsonl"
+    zoo.run("vit-cifar", photos, task="classify", out=out)
+    summary = zoo.run("vit-cifar", photos, task="classify", out=out, resume=True, sources=Sources(recursive=True))
+    assert (summary.skipped, summary.done) == (9, 2) and len(rows(out)) == 11
+
+
+def test_videos_become_frames_for_image_models(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("mpeg4", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(12):  # 3 seconds
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8),
+                                                                    format="rgb24")))
+        container.mux(stream.encode())
+    zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "f.jsonl", sources=Sources(fps=2.0))
+    found = rows(tmp_path / "f.jsonl")
+    assert [r["frame_time"] for r in found] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert found[1]["input"] == f"{clip}#t=0.500" and all(r["predictions"] for r in found)
+
+
+def test_describe_and_detect_rows(florence2_tiny, photos, tmp_path):
+    model = zoo.load("florence-2-base", weights=florence2_tiny, batch_size=4)
+    zoo.run(model, photos, task="describe", out=tmp_path / "c.jsonl", options={"max_new_tokens": 4})
+    texts = [r["text"] for r in rows(tmp_path / "c.jsonl") if not r["error"]]
+    assert len(texts) == 8 and all(isinstance(t, str) for t in texts)
+    zoo.run(model, photos, task="detect", out=tmp_path / "d.parquet", options={"max_new_tokens": 8})
+    assert len(rows(tmp_path / "d.parquet")) == 9
+
+
+def test_cli_bulk_commands_and_exit_codes(photos, tmp_path, samples):
+    run = CliRunner().invoke
+    result = run(build_cli(), ["classify", "vit-cifar", str(photos), "-r", "--out", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 1 and "done 10, failed 1, skipped 0" in result.output  # one input failed
+    result = run(build_cli(), ["classify", "vit-cifar", str(samples), "--out", str(tmp_path / "q.csv")])
+    assert result.exit_code == 0 and "done 10, failed 0" in result.output
+    (tmp_path / "m.csv").write_text("file\n" + "\n".join(str(p) for p in sorted(samples.glob("*.png"))) + "\n")
+    result = run(build_cli(), ["embed", "vit-cifar", str(tmp_path / "m.csv"), "--column", "file", "--out",
+                               str(tmp_path / "f.parquet")])
+    assert result.exit_code == 0 and pq.read_table(tmp_path / "f.parquet").num_rows == 10
+    result = run(build_cli(), ["classify", "vit-cifar", str(samples), "--json"])
+    assert len(json.loads(result.output)) == 10  # a folder works without --out too
+
+
+@pytest.mark.slow
+def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess_env, monkeypatch):
+    from zoo.datasets import cifar10_sample
+
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    for i, image in enumerate(cifar10_sample(split="all").items):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    (folder / "zz-broken.png").write_bytes(b"broken")
+    for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
+        monkeypatch.setenv(key, value)
+    local = zoo.run("vit-cifar", folder, task="classify", out=tmp_path / "local.parquet")
+    distributed = zoo.run("vit-cifar", folder, task="classify", out=tmp_path / "ray.parquet", engine="ray",
+                          concurrency=2)
+    assert (distributed.done, distributed.failed) == (local.done, local.failed) == (200, 1)
+    import pyarrow.dataset as ds
+
+    ray_rows = sorted(ds.dataset(str(tmp_path / "ray.parquet")).to_table().to_pylist(), key=lambda r: r["input"])
+    local_rows = sorted(pq.read_table(tmp_path / "local.parquet").to_pylist(), key=lambda r: r["input"])
+    assert [(r["input"], r["error"]) for r in ray_rows] == [(r["input"], r["error"]) for r in local_rows]
+    for a, b in zip(ray_rows, local_rows):
+        assert (a["predictions"] is None) == (b["predictions"] is None)
+        if a["predictions"]:
+            assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+            assert all(abs(p["score"] - q["score"]) < 1e-5 for p, q in zip(a["predictions"], b["predictions"]))
