@@ -135,7 +135,8 @@ def test_train_refuses_to_overwrite_a_run(tmp_path):
 
 CORE = ("records", "registry", "plugins", "hookspecs", "weights", "model", "errors", "config", "options", "runtime",
         "streaming", "inputs", "vision", "vlm", "labels", "files", "api", "hub", "lock", "catalogue")
-FEATURES = ("bench", "probe", "evaluate", "results", "report", "datasets", "cli", "testing", "cache", "cache_cli")
+FEATURES = ("bench", "probe", "evaluate", "results", "report", "datasets", "cli", "testing", "cache", "cache_cli",
+            "sources", "outputs", "bulk", "ray_engine")
 
 
 def imported_modules(path, top_level_only=False):

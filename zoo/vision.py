@@ -66,7 +66,7 @@ class ImageModel(Model):
                 item.ndim == 3 and item.shape[2] == 3 and tuple(item.shape[:2]) == tuple(self._native):
             import torch
 
-            return torch.from_numpy(item).permute(2, 0, 1)
+            return torch.from_numpy(item if item.flags.writeable else item.copy()).permute(2, 0, 1)
         return self._transform(super().prepare(item))
 
     def collate(self, prepared):
