@@ -200,3 +200,18 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
         if a["predictions"]:
             assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
             assert all(abs(p["score"] - q["score"]) < 1e-5 for p, q in zip(a["predictions"], b["predictions"]))
+
+
+def test_resuming_a_csv_keeps_texts_that_look_like_json(tmp_path, photos):
+    from zoo.outputs import Writer
+
+    writer = Writer(tmp_path / "t.csv", "describe")
+    writer.write([{"input": "a", "task": "describe", "model": "m", "frame_time": None, "text": "[a cat] {on} a mat",
+                   "error": None}])
+    writer.close()
+    resumed = Writer(tmp_path / "t.csv", "describe", resume=True)
+    assert resumed.done() == {"a"}
+    resumed.close()
+    import csv
+
+    assert next(csv.DictReader(open(tmp_path / "t.csv")))["text"] == "[a cat] {on} a mat"

@@ -164,8 +164,11 @@ def read_rows(path, task):
     return read_embeddings(path, task)
 
 
+LIST_COLUMNS = ("predictions", "detections", "embedding")  # JSON in a CSV cell
+
+
 def decode_csv_row(row):
-    decoded = {k: (json.loads(v) if v.startswith(("[", "{")) else v or None) for k, v in row.items()}
+    decoded = {k: (json.loads(v) if k in LIST_COLUMNS and v else v or None) for k, v in row.items()}
     decoded["frame_time"] = float(decoded["frame_time"]) if decoded.get("frame_time") else None
     return decoded
 
