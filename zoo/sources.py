@@ -13,10 +13,11 @@ from typing import Any
 
 from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput
+from .inputs import URL_PREFIXES as WEB_PREFIXES
 from .inputs import VIDEO_SUFFIXES, is_video
 from .model import Failed
 
-URL_PREFIXES = ("http://", "https://", "data:")
+URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
 LIST_SUFFIXES = (".txt", ".lst")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 
