@@ -5,6 +5,7 @@ to one-by-one, streams equal to lists, and bad options refused before any work.
 """
 
 import threading
+import time
 
 import pytest
 import timm
@@ -144,6 +145,7 @@ def test_streaming_memory_is_bounded_by_the_queue(samples):
     prepared, lock, prepare = [0], threading.Lock(), model.prepare
 
     def counting_prepare(item):
+        time.sleep(0.0005)  # decoding as slow as a small file's: the threaded, prefetching path
         with lock:
             prepared[0] += 1
         return prepare(item)
@@ -157,6 +159,7 @@ def test_streaming_memory_is_bounded_by_the_queue(samples):
         assert row.shape == (128,)
     assert consumed == 3000 and prepared[0] == 3000
     assert worst <= bound, f"{worst} decoded inputs waited; the bound is {bound}"
+    assert worst > model.batch_size  # decoding did run ahead of the model: the queue was in use
 
 
 def test_an_abandoned_stream_stops_decoding(samples):

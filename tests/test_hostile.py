@@ -191,11 +191,11 @@ def test_a_long_list_is_not_decoded_ahead_of_the_model():
 
     model = zoo.load("vit-cifar", batch_size=8)
     seen, prepare = [], model.prepare
-    model.prepare = lambda item: seen.append(1) or prepare(item)
+    model.prepare = lambda item: time.sleep(0.0005) or seen.append(1) or prepare(item)  # slow: prefetched
     stream = model.embed_stream([np.zeros((32, 32, 3), np.uint8)] * 2000)
     next(stream)
     time.sleep(0.2)  # let the prefetch thread fill the queue
-    assert len(seen) <= (PREFETCH_BATCHES + 2) * 8
+    assert 8 < len(seen) <= (PREFETCH_BATCHES + 2) * 8  # read ahead, but only as far as the queue allows
     stream.close()
 
 

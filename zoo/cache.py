@@ -58,7 +58,8 @@ def rows():
     found = []
     for name, item in sorted(lock.read()["models"].items()):
         try:
-            verified = lock.check(name, item.get("folder", "")) is not None
+            lock.check(name, item, item.get("folder", ""))
+            verified = True
         except ZooError:
             verified = False
         found.append({"model": name, "source": item["source"], "revision": item.get("revision") or "-",

@@ -37,7 +37,8 @@ def pull_targets(reg, names, every):
     if not names and not every:
         raise ZooError("Name the models to pull (patterns allowed: 'deit-*'), or pass --all.")
     if every:
-        return [n for n in reg.names() if reg.get(n).weights is None or reg.get(n).weights.kind in ("hf", "url")]
+        records = [reg.get(n) for n in reg.names()]  # no weights source: a plugin's resolver (timm) downloads
+        return [r.name for r in records if r.weights is None or r.weights.kind in ("hf", "url")]
     chosen = []
     for pattern in names:
         matched = reg.names(pattern) if any(c in pattern for c in "*?[") else [reg.get(pattern).name]
@@ -74,7 +75,7 @@ def cache_verify(names):
         if name not in entries:
             raise ZooError(f"{name} is not in the lock: 'zoo cache ls' lists what zoo downloaded.")
         try:
-            lock.check(name, entries[name].get("folder", ""), full=True)
+            lock.check(name, entries[name], entries[name].get("folder", ""), full=True)
             click.echo(f"{name}: ok ({len(entries[name]['files'])} files)")
         except ZooError as e:
             bad.append(name)

@@ -35,11 +35,13 @@ def timeout():
 
 def snapshot(record, w, offline):
     """A local folder with the record's hub files: from the cache (checked against the lock), else downloaded."""
-    revision = w.revision or (lock.entry(record.name) or {}).get("commit")
+    locked = lock.entry(record.name)
+    revision = w.revision or (locked or {}).get("commit")
     patterns = [w.filename] if w.filename else None
     cached = None if _pulling.get() else cached_snapshot(w.hf, revision, patterns)
     if cached is not None:
-        if lock.check(record.name, cached):
+        if locked is not None:
+            lock.check(record.name, locked, cached)
             lock.touch(record.name)
         return cached
     if offline:
@@ -47,7 +49,7 @@ def snapshot(record, w, offline):
             f"Model {record.name!r}: weights not found in the Hugging Face cache ({hf_cache()}) for "
             f"{w.hf}@{revision or 'main'}, and downloads are off (ZOO_OFFLINE or HF_HUB_OFFLINE). Pass weights=PATH "
             f"(a file or a save_pretrained folder), or run once with the network: zoo pull {record.name}")
-    return download(record, w, revision, patterns)
+    return download(record, w, revision, patterns, locked)
 
 
 def cached_snapshot(repo, revision, patterns):
@@ -61,7 +63,7 @@ def cached_snapshot(repo, revision, patterns):
         return None
 
 
-def download(record, w, revision, patterns):
+def download(record, w, revision, patterns, locked):
     """Download the commit `revision` resolves to, verify every file, and lock it."""
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.hf_api import RepoFile
@@ -78,21 +80,18 @@ def download(record, w, revision, patterns):
         raise MissingWeights(
             f"Model {record.name!r}: could not download {w.hf} from the hub at {hf_endpoint()} ({type(e).__name__}: "
             f"{reason}). Pass weights=PATH, or set ZOO_OFFLINE=1 to work from the cache only.") from None
-    verify_download(record.name, folder, listing)
-    check_pins(record.name, commit, folder)
-    lock.record(record.name, f"hf://{w.hf}", w.revision, commit, folder, sorted(listing))
+    digests = verify_download(record.name, folder, listing)
+    check_pins(record.name, locked, commit, digests)
+    lock.record(record.name, f"hf://{w.hf}", w.revision, commit, folder, digests)
     return folder
 
 
-def check_pins(name, commit, folder):
+def check_pins(name, locked, commit, digests):
     """Files of a commit someone else locked (zoo lock import) must be the same files here."""
-    from .weights import sha256_of
-
-    pinned = lock.entry(name)
-    if not pinned or pinned.get("commit") != commit:
+    if not locked or locked.get("commit") != commit:
         return
-    for path, expected in pinned["files"].items():
-        if not (folder / path).is_file() or sha256_of(folder / path) != expected["sha256"]:
+    for path, expected in locked["files"].items():
+        if digests.get(path) != expected["sha256"]:
             raise UnsafeWeights(f"{name}: {path} at commit {commit[:12]} differs from the sha256 in the lock; "
                                 "the hub serves other files than were locked.")
 
@@ -103,15 +102,19 @@ def git_blob_id(path):
 
 
 def verify_download(name, folder, listing):
-    """Every downloaded file must have the hash the hub declares; a bad one is removed from the cache."""
+    """Every downloaded file must have the hash the hub declares (a bad one is removed from the cache);
+    returns each file's sha256, for the lock."""
     from .weights import sha256_of
 
+    digests = {}
     for path, entry in listing.items():
         local = folder / path
-        actual, expected = (sha256_of(local), entry.lfs.sha256) if entry.lfs else (git_blob_id(local), entry.blob_id)
+        digests[path] = sha256_of(local)
+        actual, expected = (digests[path], entry.lfs.sha256) if entry.lfs else (git_blob_id(local), entry.blob_id)
         if actual != expected:
             blob = local.resolve()
             local.unlink(missing_ok=True)
             blob.unlink(missing_ok=True)
             raise UnsafeWeights(f"{name}: the download of {path} is damaged or was tampered with (hash {actual[:12]}, "
                                 f"the hub declares {expected[:12]}); it was removed. Pull again.")
+    return digests

@@ -51,13 +51,11 @@ def entry(name):
     return read()["models"].get(name)
 
 
-def record(name, source, revision, commit, folder, paths):
-    """Lock a download: its commit and every file's sha256 and size."""
-    from .weights import sha256_of
-
-    files = {p: {"sha256": sha256_of(Path(folder) / p), "size": (Path(folder) / p).stat().st_size} for p in paths}
+def record(name, source, revision, commit, folder, digests):
+    """Lock a download: its commit and every file's sha256 (`digests`, as the download checked them) and size."""
+    files = {p: {"sha256": sha, "size": (Path(folder) / p).stat().st_size} for p, sha in digests.items()}
     item = {"source": source, "revision": revision, "commit": commit, "files": files, "pulled": now(),
-            "last_used": now(), "mtimes": mtimes(folder, paths), "folder": str(folder)}
+            "last_used": now(), "mtimes": mtimes(folder, digests), "folder": str(folder)}
     update(lambda models: models.__setitem__(name, item))
     return item
 
@@ -66,13 +64,10 @@ def mtimes(folder, paths):
     return {p: os.stat(Path(folder) / p).st_mtime_ns for p in paths}
 
 
-def check(name, folder, *, full=False):
-    """Raise UnsafeWeights if a locked file in `folder` is missing or differs from the lock."""
+def check(name, item, folder, *, full=False):
+    """Raise UnsafeWeights if a file of the lock entry `item` is missing from `folder` or differs from the lock."""
     from .weights import sha256_of
 
-    item = entry(name)
-    if item is None:
-        return None
     for path, expected in item["files"].items():
         local = Path(folder) / path
         if not local.is_file() or local.stat().st_size != expected["size"]:
@@ -81,7 +76,6 @@ def check(name, folder, *, full=False):
         if (full or not same_time) and sha256_of(local) != expected["sha256"]:
             raise UnsafeWeights(f"{name}: {local} does not match its sha256 in {lock_path()}: the file changed since "
                                 f"it was pulled. Remove it ('zoo cache rm {name}') and pull again.")
-    return item
 
 
 def touch(name):

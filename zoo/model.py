@@ -78,8 +78,13 @@ def prepared_batches(pool, prepare, chunks):
         yield [head, *map(prepare, first[1:])]
         yield from ([prepare(item) for item in chunk] for chunk in chunks)
         return
-    yield [head, *pool.map(prepare, first[1:])]
-    yield from streaming.prefetched((list(pool.map(prepare, chunk)) for chunk in chunks), PREFETCH_BATCHES)
+    # The next batches decode while this one is finished and run.
+    ahead = streaming.Prefetched((list(pool.map(prepare, chunk)) for chunk in chunks), PREFETCH_BATCHES)
+    try:
+        yield [head, *pool.map(prepare, first[1:])]
+        yield from ahead
+    finally:
+        ahead.close()
 
 
 def prepare_or_fail(prepare, item):

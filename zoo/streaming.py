@@ -49,34 +49,46 @@ def chunks(items, size):
         yield chunk
 
 
-def prefetched(iterable, depth):
-    """Yield from `iterable` while a thread computes up to `depth` items ahead of the consumer."""
-    waiting, stop = queue.Queue(maxsize=depth), threading.Event()
+class Prefetched:
+    """Iterate `iterable` while a thread, started at once, computes up to `depth` items ahead.
 
-    def put(value):
-        while not stop.is_set():
+    close() (at the end, on an error, or when the consumer stops early) stops the thread and joins it.
+    """
+
+    def __init__(self, iterable, depth):
+        self.waiting, self.stop = queue.Queue(maxsize=depth), threading.Event()
+        self.thread = threading.Thread(target=self.produce, args=(iterable,), name="zoo-prefetch", daemon=True)
+        self.thread.start()
+
+    def put(self, value):
+        while not self.stop.is_set():
             try:
-                return waiting.put(value, timeout=0.1)
+                return self.waiting.put(value, timeout=0.1)
             except queue.Full:
                 continue
 
-    def produce():
+    def produce(self, iterable):
         try:
             for value in iterable:
-                put((value, None))
-                if stop.is_set():
+                self.put((value, None))
+                if self.stop.is_set():
                     return
-            put((_END, None))
+            self.put((_END, None))
         except BaseException as error:  # re-raised in the consumer's thread
-            put((None, error))
+            self.put((None, error))
 
-    thread = threading.Thread(target=produce, name="zoo-prefetch", daemon=True)
-    thread.start()
-    try:
-        while (item := waiting.get())[0] is not _END:
-            if item[1] is not None:
-                raise item[1]
-            yield item[0]
-    finally:
-        stop.set()
-        thread.join()
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        value, error = self.waiting.get()
+        if value is _END or error is not None:
+            self.close()
+            if error is not None:
+                raise error
+            raise StopIteration
+        return value
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()

@@ -77,6 +77,7 @@ class VisionLanguageModel(Model):
     default_batch_size = 8
     card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
     classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
+    per_input_options = ("prompt",)  # call options that may hold one value per input
 
     def __init__(self, record, runtime, model, processor, *, attention, weights_path=None):
         super().__init__(record, runtime, weights_path=weights_path)
@@ -115,7 +116,7 @@ class VisionLanguageModel(Model):
         return options
 
     def stream(self, capability, inputs, options, progress=None, *, keep_errors=False):
-        for name in ("prompt", "phrase", "region"):
+        for name in self.per_input_options:
             value = options.get(name)
             given = len(inputs) if isinstance(inputs, (list, tuple)) else 1
             if (per_input(value) or value == []) and len(value) != given:

@@ -113,7 +113,7 @@ def _fetch_url(record, w, offline):
             shutil.copyfileobj(response, out)
         verify(tmp, w.sha256, f"the download of {w.url}")
         os.replace(tmp, target)  # atomic: a cache entry is either whole or absent
-        lock.record(record.name, f"url:{w.url}", None, w.sha256, target.parent, [target.name])
+        lock.record(record.name, f"url:{w.url}", None, w.sha256, target.parent, {target.name: w.sha256})
     except OSError as e:
         raise MissingWeights(f"Model {record.name!r}: could not download {w.url}: {e}") from None
     finally:
