@@ -477,6 +477,20 @@ def test_bad_invocations_are_one_line_and_an_exit_code(args, code, message):
     assert lines[0].startswith("Error: ") and message in lines[0]
 
 
+def test_a_failed_command_keeps_the_files_it_would_have_written(tmp_path):
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    plot, out = folder / "bench.png", folder / "feats.npy"
+    plot.write_bytes(b"an earlier plot")
+    out.write_bytes(b"earlier vectors")
+    failing = [["bench", "vit-cifar", "--dataset", "cifar10", "--data-root", str(tmp_path / "none"), "--plot", str(plot)],
+               ["embed", "vit-cifar", S, "--out", str(out), "-o", "bogus=1"]]
+    for args in failing:
+        assert CliRunner().invoke(build_cli(), args).exit_code == 1
+    assert plot.read_bytes() == b"an earlier plot" and out.read_bytes() == b"earlier vectors"
+    assert sorted(p.name for p in folder.iterdir()) == ["bench.png", "feats.npy"]  # no temporary files left
+
+
 def test_an_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch):
     monkeypatch.setattr(zoo.api, "load", lambda *a, **k: 1 / 0)
     result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", S])

@@ -1,6 +1,7 @@
 """Options are declared and checked before any work: in zoo.load, in every call, and in every CLI command."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -79,7 +80,7 @@ def test_prediction_index_is_the_position_in_the_labels_scored(samples):
     assert all(subset[p.index] == p.label for p in model.classify(samples / "cat.png", labels=subset)[0])
 
 
-S = "samples/cat.png"
+S = str(Path(__file__).resolve().parent.parent / "samples" / "cat.png")
 BAD_INVOCATIONS = [
     ["list", "--bogus"], ["list", "--task", "nope"],
     ["info", "--bogus", "vit-cifar"], ["info", "no-such-model"],
@@ -104,8 +105,8 @@ BAD_INVOCATIONS = [
 
 
 @pytest.mark.parametrize("args", BAD_INVOCATIONS, ids=" ".join)
-def test_every_command_refuses_bad_options_and_values_without_a_traceback(args, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parent.parent)
+def test_every_command_refuses_bad_options_and_values_without_a_traceback(args, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # relative output names land in the test's own folder
     result = CliRunner().invoke(build_cli(), args)
     assert result.exit_code in (1, 2), result.output
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output

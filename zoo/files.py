@@ -12,28 +12,36 @@ from .errors import ZooError
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
+    tmp = _temp_beside(path)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise ZooError(f"Cannot write {path}: {e.strerror or e}.") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def check_writable(path):
+    """Fail now, before long work, if `path` could not be written later; an existing file is left as it is."""
+    path = Path(path)
+    if path.is_dir():
+        raise ZooError(f"Cannot write {path}: it is a folder. Name a file.")
+    _temp_beside(path).unlink()
+
+
+def _temp_beside(path):
+    """An empty file in `path`'s folder (made if missing), where a rename onto `path` cannot cross file systems."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise ZooError(f"Cannot write {path}: {e.strerror or e}. Choose a folder you can write to.") from None
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
-    try:
-        yield Path(tmp)
-        try:
-            os.replace(tmp, path)
-        except OSError as e:
-            raise ZooError(f"Cannot write {path}: {e.strerror or e}.") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def check_writable(path):
-    """Fail now, before long work, if `path` could not be written later."""
-    with atomic_path(path):
-        pass
+    return Path(tmp)
 
 
 def write_text(path, text):
