@@ -1,6 +1,8 @@
 """Bulk inference: every input and output kind, error rows, kill-and-resume, video frames, the Ray engine."""
 
 import json
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -137,15 +139,20 @@ def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path):
     assert (summary.skipped, summary.done) == (9, 2) and len(rows(out)) == 11
 
 
-def test_videos_become_frames_for_image_models(tmp_path):
-    clip = tmp_path / "clip.mp4"
+def write_clip(clip):
+    """Three seconds at 4 fps, from black to light grey."""
     with av.open(str(clip), "w") as container:
         stream = container.add_stream("mpeg4", rate=4)
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(12):  # 3 seconds
+        for i in range(12):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8),
                                                                     format="rgb24")))
         container.mux(stream.encode())
+    return clip
+
+
+def test_videos_become_frames_for_image_models(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4")
     zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "f.jsonl", sources=Sources(fps=2.0))
     found = rows(tmp_path / "f.jsonl")
     assert [r["frame_time"] for r in found] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
@@ -200,6 +207,63 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
         if a["predictions"]:
             assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
             assert all(abs(p["score"] - q["score"]) < 1e-5 for p, q in zip(a["predictions"], b["predictions"]))
+
+
+RAY_SCRIPT = """
+import json, sys
+import torch
+import zoo
+from zoo.sources import Sources
+
+
+class Brightness(torch.nn.Module):
+    def forward(self, x):
+        light = x.mean(dim=(1, 2, 3)) - 0.5
+        return torch.stack([-light, light], dim=1) * 10
+
+
+@zoo.register_model("brightness", labels=["dark", "light"], preprocess={"input_size": 32, "mean": [0, 0, 0],
+                                                                         "std": [1, 1, 1]})
+def brightness():
+    return Brightness()
+
+
+folder, out = sys.argv[1], sys.argv[2]
+runs = [zoo.run("brightness", folder, task="classify", out=out + ".jsonl", sources=Sources(fps=2.0)),
+        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", sources=Sources(fps=2.0),
+                engine="ray", concurrency=1),
+        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", sources=Sources(fps=2.0),
+                engine="ray", resume=True)]
+print(json.dumps([[s.done, s.failed, s.skipped] for s in runs]))
+"""
+
+
+@pytest.mark.slow
+def test_the_ray_engine_splits_videos_and_loads_models_registered_in_the_drivers_code(tmp_path, subprocess_env):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    write_clip(folder / "clip.mp4")
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    Image.new("RGB", (32, 32), "white").save(folder / "white.png")
+    (tmp_path / "script.py").write_text(RAY_SCRIPT)
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(folder), str(tmp_path / "out")],
+                          env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == [[7, 1, 0], [7, 1, 0], [0, 0, 3]]
+    local = sorted(rows(tmp_path / "out.jsonl"), key=lambda r: r["input"])
+    ray = sorted((r for f in sorted((tmp_path / "out-ray.jsonl").iterdir()) for r in rows(f)), key=lambda r: r["input"])
+    assert [(r["input"], r["frame_time"], r["error"] is None) for r in ray] == \
+        [(r["input"], r["frame_time"], r["error"] is None) for r in local]
+    assert same_rows(ray, local) and [r["predictions"][0]["label"] for r in local if r["frame_time"] is not None] == \
+        ["dark"] * 4 + ["light"] * 2  # grey levels 0, 40, ..., 200 of 255
+
+
+def test_the_ray_engine_never_replaces_a_file(tmp_path, samples):
+    out = tmp_path / "preds.parquet"
+    out.write_bytes(b"a local engine's output")
+    with pytest.raises(zoo.ZooError, match="is a file; the ray engine writes a folder"):
+        zoo.run("vit-cifar", samples, task="classify", out=out, engine="ray")
+    assert out.read_bytes() == b"a local engine's output"
 
 
 def test_resuming_a_csv_keeps_texts_that_look_like_json(tmp_path, photos):

@@ -1,11 +1,15 @@
 """Bulk inference on a Ray cluster (pip install 'zoo[ray]'): Ray Data with one stateful predictor per worker.
 
-The inputs become a Ray dataset; `map_batches` runs `Predictor`, which loads the zoo model once per actor
-(one GPU each on GPU machines, CPU actors otherwise) and turns each batch into the same rows the local engine
-writes; Ray's own writers write them (OUT is then a folder of files). `address` (or RAY_ADDRESS) connects to
-a running cluster; without one, Ray starts a local cluster on this machine.
+The inputs become a Ray dataset of files and URLs; `map_batches` runs `Predictor`, which loads the zoo model
+once per actor (one GPU each on GPU machines, CPU actors otherwise), splits videos into frames where the model
+reads images, and turns each batch into the same rows the local engine writes; Ray's own writers write them
+(OUT is then a folder of files). The driver sends the model's record (and a builder registered in code) to
+every worker, so workers load exactly the model the driver checked. `address` (or RAY_ADDRESS) connects to a
+running cluster; without one, Ray starts a local cluster on this machine.
 """
 
+import dataclasses
+import itertools
 import os
 import shutil
 import time
@@ -14,27 +18,36 @@ from pathlib import Path
 from .bulk import Summary, make_row
 from .errors import ZooError, require
 from .outputs import schema
-from .sources import Item, Sources
+from .sources import URL_PREFIXES, Item, Sources
 
 WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".csv": "write_csv"}
 FORWARDED_ENV = ("ZOO_", "HF_", "PYTHONPATH", "TRANSFORMERS_")  # settings every worker must share
+COLUMNS = ["input", "frame_time", "error"]  # what resuming and the summary read back
 
 
 class Predictor:
     """Loads the model once per Ray actor; each call turns a batch of inputs into result rows."""
 
-    def __init__(self, name, task, load, options):
+    def __init__(self, record, builder, task, load, options, sources):
         import zoo
+        from zoo.registry import register
 
-        self.model, self.task, self.options = zoo.load(name, **load), task, options
+        register(record, loader=builder, override=True)  # the driver's record, also one registered in its code
+        self.model, self.task, self.options = zoo.load(record.name, **load), task, options
+        self.sources = sources
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        items = [Item(k, v, t) for k, v, t in zip(*(batch[c].to_pylist() for c in ("input", "value", "frame_time")))]
+        items = list(itertools.chain.from_iterable(self.expand(*pair) for pair in
+                                                   zip(batch["input"].to_pylist(), batch["value"].to_pylist())))
         results = self.model.stream(self.task, [i.value for i in items], self.options, progress=False, keep_errors=True)
         rows = [make_row(self.model, self.task, item, result) for item, result in zip(items, results)]
         return pa.Table.from_pylist(rows, schema=schema(self.task))
+
+    def expand(self, key, value):
+        """A file or URL as the local engine reads it: a video is its frames unless the model reads video."""
+        return [Item(key, value)] if value.startswith(URL_PREFIXES) else self.sources.paths([Path(value)], keep_all=True)
 
 
 def run_ray(name, inputs, *, task, out, resume, options, sources, address, concurrency, load, batch_size=64):
@@ -47,30 +60,31 @@ def run_ray(name, inputs, *, task, out, resume, options, sources, address, concu
     if not isinstance(name, str):
         raise ZooError("The ray engine takes a model name: every Ray worker loads its own copy of the model.")
     check_options(name, task, {k: v for k, v in load.items() if k not in RUNTIME_OPTIONS}, options)
-    out = target(out)
-    loader = registry().loader_for(registry().get(name))
-    items = [i for i in (sources or Sources(whole_videos=loader.reads_video)).items(inputs)]
-    if any(i.frame_time is not None or not isinstance(i.value, (str, Path)) for i in items):
-        raise ZooError("The ray engine reads files, URLs, folders and manifests; split videos into frames "
-                       "with the local engine (--engine local).")
-    done = written_keys(out) if resume else set()
+    out, record = target(out), registry().get(name)
+    sources = sources or Sources(whole_videos=registry().loader_for(record).reads_video)
+    files = list(dataclasses.replace(sources, whole_videos=True).items(inputs))  # videos whole: workers split them
+    if any(not isinstance(i.value, (str, Path)) for i in files):
+        raise ZooError("The ray engine reads files, URLs, folders and manifests; in-memory images need the local "
+                       "engine (engine='local').")
+    done = {source_of(row) for row in read(out).to_pylist()} if resume else set()
     if out.exists() and not resume:
         shutil.rmtree(out)
     start(ray, address)
     started = time.perf_counter()
-    rows = [{"input": i.key, "value": str(i.value), "frame_time": None} for i in items if i.key not in done]
-    summary = Summary(skipped=len(items) - len(rows), out=str(out))
+    rows = [{"input": i.key, "value": str(i.value)} for i in files if i.key not in done]
     if rows:
-        write(ray, rows, out, name, task, load, options, concurrency, batch_size)
-    failed = errors_in(out, {r["input"] for r in rows})
-    summary.failed, summary.done, summary.seconds = failed, len(rows) - failed, time.perf_counter() - started
-    return summary
+        predictor = {"record": record, "builder": registry().builders.get(record.name), "task": task, "load": load,
+                     "options": options, "sources": sources}
+        write(ray, rows, out, predictor, concurrency, batch_size)
+    return summary_of(out, {r["input"] for r in rows}, skipped=len(files) - len(rows), seconds=time.perf_counter() - started)
 
 
 def target(out):
     out = Path(out)
     if out.suffix.lower() not in WRITERS:
         raise ZooError(f"--out {out}: the ray engine writes {', '.join(WRITERS)} (a folder of files).")
+    if out.is_file():
+        raise ZooError(f"--out {out} is a file; the ray engine writes a folder of files there: choose another name.")
     return out
 
 
@@ -82,13 +96,12 @@ def start(ray, address):
              logging_level="WARNING", runtime_env={"env_vars": env})
 
 
-def write(ray, rows, out, name, task, load, options, concurrency, batch_size):
+def write(ray, rows, out, predictor, concurrency, batch_size):
     import torch
 
     dataset = ray.data.from_items(rows).map_batches(
-        Predictor, fn_constructor_kwargs={"name": name, "task": task, "load": load, "options": options},
-        batch_size=batch_size, batch_format="pyarrow", concurrency=concurrency,
-        num_gpus=1 if torch.cuda.is_available() else 0)
+        Predictor, fn_constructor_kwargs=predictor, batch_size=batch_size, batch_format="pyarrow",
+        concurrency=concurrency, num_gpus=1 if torch.cuda.is_available() else 0)
     getattr(dataset, WRITERS[out.suffix.lower()])(str(out))
 
 
@@ -97,23 +110,27 @@ def read(out):
     import pyarrow as pa
 
     if not out.exists():
-        return pa.table({"input": pa.array([], pa.string()), "error": pa.array([], pa.string())})
+        return pa.table({c: pa.array([], t) for c, t in (("input", pa.string()), ("frame_time", pa.float64()),
+                                                        ("error", pa.string()))})
     if out.suffix.lower() == ".parquet":
         import pyarrow.dataset as ds
 
-        return ds.dataset(str(out), format="parquet").to_table(columns=["input", "error"])
+        return ds.dataset(str(out), format="parquet").to_table(columns=COLUMNS)
     import pandas as pd
 
     files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
     reader = (lambda p: pd.read_json(p, lines=True)) if out.suffix.lower() == ".jsonl" else pd.read_csv
-    frame = pd.concat([reader(p)[["input", "error"]] for p in files]) if files else pd.DataFrame(columns=["input", "error"])
+    frame = pd.concat([reader(p)[COLUMNS] for p in files]) if files else pd.DataFrame(columns=COLUMNS)
     return pa.Table.from_pandas(frame.astype(object).where(frame.notna(), None), preserve_index=False)
 
 
-def written_keys(out):
-    return set(read(out).column("input").to_pylist())
+def source_of(row):
+    """The file or URL a row came from: a video frame's row names its video and time (clip.mp4#t=0.500)."""
+    return row["input"].rpartition("#t=")[0] if row["frame_time"] is not None else row["input"]
 
 
-def errors_in(out, keys):
-    table = read(out).to_pylist()
-    return sum(1 for row in table if row["input"] in keys and row["error"] not in (None, ""))
+def summary_of(out, sent, skipped, seconds):
+    """Done and failed count the rows this run wrote (a video gives a row per frame)."""
+    new = [row for row in read(out).to_pylist() if source_of(row) in sent]
+    failed = sum(1 for row in new if row["error"] not in (None, ""))
+    return Summary(done=len(new) - failed, failed=failed, skipped=skipped, seconds=seconds, out=str(out))
