@@ -448,6 +448,35 @@ def test_an_unreachable_hub_is_one_line_and_quick(monkeypatch):
     assert time.perf_counter() - started < 15
 
 
+def lock_entry(folder, files=None, **fields):
+    files = files or {"w.safetensors": {"sha256": "a" * 64, "size": 1}}
+    return {"source": "url:http://127.0.0.1:9/w.safetensors", "revision": None, "commit": "a" * 64, "files": files,
+            "folder": str(folder), "mtimes": {}, "pulled": "2020-01-01T00:00:00+00:00",
+            "last_used": "2020-01-01T00:00:00+00:00", **fields}
+
+
+def test_a_lock_never_makes_zoo_delete_or_read_files_outside_its_caches(tmp_path):
+    from zoo import lock
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    run = lambda *args: CliRunner().invoke(build_cli(), [str(a) for a in args])  # noqa: E731
+    team = tmp_path / "team.lock"
+    for files, problem in [({"../../etc/passwd": {"sha256": "a" * 64, "size": 1}}, "outside its snapshot"),
+                           ({"/etc/passwd": {"sha256": "a" * 64, "size": 1}}, "outside its snapshot"),
+                           ({"w.bin": {"sha256": "nope", "size": 1}}, "no sha256 and size")]:
+        team.write_text(json.dumps({"version": 1, "models": {"evil": lock_entry(precious, files)}}))
+        result = run("lock", "import", team)
+        assert result.exit_code == 1 and problem in result.output and len(result.output.splitlines()) == 1
+    team.write_text(json.dumps({"version": 1, "models": {"evil": lock_entry(precious)}}))
+    assert run("lock", "import", team).exit_code == 0 and "folder" not in lock.entry("evil")  # a pin, no path
+    assert run("cache", "rm", "evil").exit_code == 0
+    lock.update(lambda models: models.__setitem__("edited", lock_entry(precious)))  # a hand-edited lock
+    assert run("cache", "rm", "--older-than", "0").exit_code == 0 and lock.read()["models"] == {}
+    assert (precious / "keep.txt").read_text() == "mine"
+
+
 # -- the CLI: a table of bad invocations, each one line and an exit code, never a traceback ------------------
 
 

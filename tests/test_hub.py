@@ -154,10 +154,14 @@ def test_pull_cache_and_lock_commands(hub, tmp_path, monkeypatch):
     code, out = run("cache", "verify", "deit-tiny")
     assert code == 1 and "does not match its sha256" in out
     assert run("lock", "export", tmp_path / "team.lock")[0] == 0
+    shared = json.loads((tmp_path / "team.lock").read_text())["models"]["deit-tiny"]
+    assert set(shared) == {"source", "revision", "commit", "files"}  # pins only: no paths or times of this machine
     assert run("cache", "rm", "deit-tiny") == (0, "Removed deit-tiny\n") and lock.entry("deit-tiny") is None
     assert run("lock", "import", tmp_path / "team.lock")[0] == 0
+    assert "not downloaded" in run("cache", "ls")[1] and "pinned, not downloaded" in run("cache", "verify")[1]
     hub.push(DEIT, deit_weights(tmp_path, seed=1))  # main moves on; the team's pin does not
     assert load_deit() and lock.entry("deit-tiny")["commit"] == commit
+    assert json.loads(run("cache", "ls", "--json")[1])[0]["verified"] is True
     assert run("cache", "rm", "--older-than", "0")[0] == 0 and lock.read()["models"] == {}
 
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import lock
-from .config import hf_cache
+from .config import hf_cache, home
 from .errors import ZooError
 from .hookspecs import hookimpl
 
@@ -30,42 +30,50 @@ def pull(name, revision=None):
 
 
 def remove(name):
-    """Delete a locked model's cached files and its lock entry."""
+    """Delete a locked model's cached files (inside the caches only) and its lock entry."""
     item = lock.entry(name)
     if item is None:
         raise ZooError(f"{name} is not in the lock: 'zoo cache ls' lists what zoo downloaded.")
+    folder = Path(item["folder"]) if item.get("folder") else None
     if item["source"].startswith("hf://"):
         from huggingface_hub import scan_cache_dir
 
         try:
             scan_cache_dir(hf_cache()).delete_revisions(item["commit"]).execute()
         except Exception as e:  # an already missing cache is fine; anything else is worth a line
-            if Path(item.get("folder", "")).exists():
-                raise ZooError(f"{name}: could not remove {item.get('folder')} ({e}).") from None
-    else:
-        shutil.rmtree(item.get("folder", ""), ignore_errors=True)
+            if folder is not None and folder.exists():
+                raise ZooError(f"{name}: could not remove {folder} ({e}).") from None
+    elif folder is not None and folder.resolve().is_relative_to((home() / "cache").resolve()):
+        shutil.rmtree(folder, ignore_errors=True)
     lock.forget(name)
 
 
 def unused_for(days):
-    """Lock entries last used more than `days` days ago."""
+    """Lock entries last used more than `days` days ago (pins never used here count as unused)."""
     limit = datetime.now(timezone.utc) - timedelta(days=days)
-    return [n for n, item in lock.read()["models"].items() if datetime.fromisoformat(item["last_used"]) < limit]
+    return [n for n, item in lock.read()["models"].items()
+            if "last_used" not in item or datetime.fromisoformat(item["last_used"]) < limit]
 
 
 def rows():
     """One row per locked model: name, source, revision, commit, size, last used, verified (fast check)."""
     found = []
     for name, item in sorted(lock.read()["models"].items()):
-        try:
-            lock.check(name, item, item.get("folder", ""))
-            verified = True
-        except ZooError:
-            verified = False
         found.append({"model": name, "source": item["source"], "revision": item.get("revision") or "-",
                       "commit": item["commit"][:12], "size": sum(f["size"] for f in item["files"].values()),
-                      "last_used": item["last_used"], "verified": verified})
+                      "last_used": item.get("last_used", "-"), "verified": fast_check(name, item)})
     return found
+
+
+def fast_check(name, item):
+    """True when the files match the lock (size and time); None for a pin whose files are not here yet."""
+    if not item.get("folder"):
+        return None
+    try:
+        lock.check(name, item, item["folder"])
+        return True
+    except ZooError:
+        return False
 
 
 @hookimpl

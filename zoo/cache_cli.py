@@ -61,8 +61,11 @@ def cache_ls(as_json):
     if as_json:
         return emit_json(rows)
     click.echo(table([(r["model"], r["source"], r["revision"], r["commit"], human_count(r["size"]) + "B",
-                       r["last_used"], "yes" if r["verified"] else "NO") for r in rows],
+                       r["last_used"], VERIFIED[r["verified"]]) for r in rows],
                      ["MODEL", "SOURCE", "REVISION", "COMMIT", "SIZE", "LAST USED", "VERIFIED"]))
+
+
+VERIFIED = {True: "yes", False: "NO", None: "not downloaded"}
 
 
 @cache_group.command(name="verify")
@@ -74,8 +77,11 @@ def cache_verify(names):
     for name in names or sorted(entries):
         if name not in entries:
             raise ZooError(f"{name} is not in the lock: 'zoo cache ls' lists what zoo downloaded.")
+        if not entries[name].get("folder"):
+            click.echo(f"{name}: pinned, not downloaded here yet (zoo pull {name})")
+            continue
         try:
-            lock.check(name, entries[name], entries[name].get("folder", ""), full=True)
+            lock.check(name, entries[name], entries[name]["folder"], full=True)
             click.echo(f"{name}: ok ({len(entries[name]['files'])} files)")
         except ZooError as e:
             bad.append(name)

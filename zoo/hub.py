@@ -42,7 +42,7 @@ def snapshot(record, w, offline):
     if cached is not None:
         if locked is not None:
             lock.check(record.name, locked, cached)
-            lock.touch(record.name)
+            lock.touch(record.name, cached)
         return cached
     if offline:
         raise MissingWeights(

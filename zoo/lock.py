@@ -2,12 +2,14 @@
 
 The file is JSON in $ZOO_HOME, written under a file lock and atomically:
 {"version": 1, "models": {name: {"source", "revision", "commit", "files": {path: {"sha256", "size"}},
-"pulled", "last_used"}}}. Loads check size and modification time (the fast path) and hash a file whose
-modification time changed; `zoo cache verify` hashes everything.
+"pulled", "last_used", "folder", "mtimes"}}}. Loads check size and modification time (the fast path) and hash
+a file whose modification time changed; `zoo cache verify` hashes everything. A team shares the pins alone
+(`PIN_FIELDS`): where files lie and when they were used belong to one machine.
 """
 
 import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from .errors import UnsafeWeights, ZooError
 from .files import write_text
 
 VERSION = 1
+PIN_FIELDS = ("source", "revision", "commit", "files")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def now():
@@ -32,7 +36,30 @@ def read(path=None):
         raise ZooError(f"{path} is not a readable zoo lock ({e}): fix it, or move it aside to start a new one.") from None
     if not (isinstance(data, dict) and data.get("version") == VERSION and isinstance(data.get("models"), dict)):
         raise ZooError(f"{path} is not a version {VERSION} zoo lock: expected {{'version': 1, 'models': {{...}}}}.")
+    for name, item in data["models"].items():
+        check_pin(path, name, item)
     return data
+
+
+def check_pin(path, name, item):
+    """A lock entry names a commit and, for each file, a relative path inside the snapshot, a sha256 and a size."""
+    problem = pin_problem(item)
+    if problem:
+        raise ZooError(f"{path}: entry {name!r} {problem}; fix or remove it (zoo pull {name} writes a good one).")
+
+
+def pin_problem(item):
+    if not isinstance(item, dict) or not isinstance(item.get("commit"), str) or not item["commit"]:
+        return "has no commit to pin"
+    if not isinstance(item.get("source"), str) or not isinstance(item.get("files"), dict):
+        return "lacks its source or its files"
+    for path, file in item["files"].items():
+        if Path(path).is_absolute() or ".." in Path(path).parts or not path:
+            return f"names a file outside its snapshot ({path!r})"
+        if not (isinstance(file, dict) and SHA256.fullmatch(str(file.get("sha256"))) and
+                isinstance(file.get("size"), int) and file["size"] >= 0):
+            return f"has no sha256 and size for {path!r}"
+    return None
 
 
 def update(change):
@@ -78,24 +105,43 @@ def check(name, item, folder, *, full=False):
                                 f"it was pulled. Remove it ('zoo cache rm {name}') and pull again.")
 
 
-def touch(name):
-    """Record that a model was used now (for 'zoo cache ls' and '--older-than')."""
-    update(lambda models: models[name].__setitem__("last_used", now()) if name in models else None)
+def touch(name, folder):
+    """Record that a model was used now from `folder` (for 'zoo cache ls' and '--older-than'); a pin imported
+    from a team learns where its checked files lie here."""
+    def change(models):
+        item = models.get(name)
+        if item is not None:
+            item["last_used"] = now()
+            if item.get("folder") != str(folder):
+                item.update(folder=str(folder), mtimes=mtimes(folder, item["files"]))
+
+    update(change)
 
 
 def forget(name):
     update(lambda models: models.pop(name, None))
 
 
+def pins(models):
+    return {name: {k: item.get(k) for k in PIN_FIELDS} for name, item in models.items()}
+
+
 def export(dest):
-    write_text(dest, json.dumps(read(), indent=2, sort_keys=True))
+    """Write the pins (no paths or times of this machine) for a team to import."""
+    write_text(dest, json.dumps({"version": VERSION, "models": pins(read()["models"])}, indent=2, sort_keys=True))
 
 
 def import_from(source):
-    """Merge another lock's entries (a team's pins): loads then resolve those commits."""
-    theirs = read(source)["models"]
-    for name, item in theirs.items():
-        if not isinstance(item, dict) or not isinstance(item.get("commit"), str):
-            raise ZooError(f"{source}: entry {name!r} has no commit to pin.")
-    update(lambda models: models.update(theirs))
+    """Merge another lock's pins (a team's): loads then resolve those commits and check those hashes.
+
+    An entry already here with the same commit and files keeps what this machine knows of it (its folder)."""
+    theirs = pins(read(source)["models"])
+
+    def merge(models):
+        for name, pin in theirs.items():
+            ours = models.get(name, {})
+            same = all(ours.get(k) == pin[k] for k in ("commit", "files"))
+            models[name] = {**ours, **pin} if same else pin
+
+    update(merge)
     return sorted(theirs)
