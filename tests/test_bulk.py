@@ -258,12 +258,17 @@ def test_the_ray_engine_splits_videos_and_loads_models_registered_in_the_drivers
         ["dark"] * 4 + ["light"] * 2  # grey levels 0, 40, ..., 200 of 255
 
 
-def test_the_ray_engine_never_replaces_a_file(tmp_path, samples):
+def test_the_ray_engine_never_replaces_a_file_or_a_folder_of_other_files(tmp_path, samples):
     out = tmp_path / "preds.parquet"
     out.write_bytes(b"a local engine's output")
     with pytest.raises(zoo.ZooError, match="is a file; the ray engine writes a folder"):
         zoo.run("vit-cifar", samples, task="classify", out=out, engine="ray")
     assert out.read_bytes() == b"a local engine's output"
+    folder = tmp_path / "mine.parquet"
+    (folder / "notes").mkdir(parents=True)
+    with pytest.raises(zoo.ZooError, match="holding other files than a ray run's .parquet files"):
+        zoo.run("vit-cifar", samples, task="classify", out=folder, engine="ray")
+    assert (folder / "notes").is_dir()
 
 
 def test_resuming_a_csv_keeps_texts_that_look_like_json(tmp_path, photos):

@@ -21,6 +21,7 @@ from .outputs import schema
 from .sources import URL_PREFIXES, Item, Sources
 
 WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".csv": "write_csv"}
+WRITTEN = {".parquet": ".parquet", ".jsonl": ".json", ".csv": ".csv"}  # the files Ray's writers name
 FORWARDED_ENV = ("ZOO_", "HF_", "PYTHONPATH", "TRANSFORMERS_")  # settings every worker must share
 COLUMNS = ["input", "frame_time", "error"]  # what resuming and the summary read back
 
@@ -85,6 +86,10 @@ def target(out):
         raise ZooError(f"--out {out}: the ray engine writes {', '.join(WRITERS)} (a folder of files).")
     if out.is_file():
         raise ZooError(f"--out {out} is a file; the ray engine writes a folder of files there: choose another name.")
+    written = WRITTEN[out.suffix.lower()]
+    if out.is_dir() and any(p.is_dir() or p.suffix.lower() != written for p in out.iterdir()):
+        raise ZooError(f"--out {out} is a folder holding other files than a ray run's {written} files, which a "
+                       "new run would delete: choose another name.")
     return out
 
 
