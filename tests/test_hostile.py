@@ -506,6 +506,16 @@ def test_bad_invocations_are_one_line_and_an_exit_code(args, code, message):
     assert lines[0].startswith("Error: ") and message in lines[0]
 
 
+@pytest.mark.parametrize("name, message", [("list.txt", "not a readable list of paths"),
+                                           ("manifest.csv", "not a readable CSV manifest"),
+                                           ("manifest.parquet", "not a readable PARQUET manifest")])
+def test_unreadable_lists_and_manifests_are_one_line(tmp_path, name, message):
+    (tmp_path / name).write_bytes(bytes(range(128, 256)) * 4)
+    for extra in ([], ["--out", str(tmp_path / "out.jsonl")]):
+        result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", str(tmp_path / name), *extra])
+        assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+
+
 def test_a_failed_command_keeps_the_files_it_would_have_written(tmp_path):
     folder = tmp_path / "outputs"
     folder.mkdir()

@@ -5,6 +5,7 @@ video frame, `input-3` for an in-memory image) and the value a model reads. Noth
 video frames, and those only as they are read: the items stream, so memory does not grow with their number.
 """
 
+import csv
 import glob
 import itertools
 from dataclasses import dataclass
@@ -79,7 +80,11 @@ class Sources:
 
     def listed(self, path):
         """One path or URL a line ('#' comments and blank lines skipped); relative paths from the list's folder."""
-        for line in path.read_text().splitlines():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (UnicodeDecodeError, OSError) as e:
+            raise BadInput(f"{path}: not a readable list of paths ({reason(e)}); a list is UTF-8 text, one path a line.") from None
+        for line in lines:
             line = line.strip()
             if line and not line.startswith("#"):
                 yield from self.expand(line if line.startswith(URL_PREFIXES) or Path(line).is_absolute()
@@ -94,21 +99,32 @@ class Sources:
 
 def manifest_column(path, column):
     """The values of one column of a CSV or Parquet file."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+    try:
+        names, values = (parquet_column if path.suffix.lower() == ".parquet" else csv_column)(path, column)
+    except (UnicodeDecodeError, OSError, ValueError, csv.Error) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise BadInput(f"{path}: not a readable {path.suffix[1:].upper()} manifest ({reason(e)}).") from None
+    if values is None:
+        raise BadInput(f"{path} has no column {column!r} (it has {', '.join(names)}): pass --column.")
+    return values
 
-        table = pq.read_table(path)
-        if column not in table.column_names:
-            raise BadInput(f"{path} has no column {column!r} (it has {', '.join(table.column_names)}): pass --column.")
-        return table.column(column).to_pylist()
-    import csv
 
-    with open(path, newline="") as f:
+def parquet_column(path, column):
+    """(the column names, the values of `column` or None when it has none)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    return names, pq.read_table(path, columns=[column]).column(0).to_pylist() if column in names else None
+
+
+def csv_column(path, column):
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if column not in (reader.fieldnames or []):
-            raise BadInput(f"{path} has no column {column!r} (it has {', '.join(reader.fieldnames or [])}): "
-                           "pass --column.")
-        return [row[column] for row in reader]
+        names = reader.fieldnames or []
+        return names, [row[column] for row in reader] if column in names else None
+
+
+def reason(error):
+    return " ".join(str(error).split())[:120]
 
 
 def frames(path, fps):
