@@ -117,7 +117,7 @@ def memory(args, folder):
         Image.fromarray(images[i % len(images)]).save(folder / f"{i:06d}.png")
     rows = []
     for n in args.counts:
-        code = (f"import resource, zoo; from zoo.sources import Sources\n"
+        code = (f"import resource, zoo\n"
                 f"paths = sorted(__import__('pathlib').Path({str(folder)!r}).glob('*.png'))[:{n}]\n"
                 f"before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
                 f"s = zoo.run('vit-cifar', [str(p) for p in paths], task='classify', out={str(folder / 'm.parquet')!r},"

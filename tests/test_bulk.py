@@ -15,7 +15,6 @@ from safetensors import safe_open
 import zoo
 from zoo import bulk
 from zoo.cli import build_cli
-from zoo.sources import Sources
 
 
 @pytest.fixture
@@ -50,10 +49,10 @@ def test_folders_recursive_extension_filter_and_error_rows(photos, tmp_path):
     found = rows(tmp_path / "top.jsonl")
     broken = next(r for r in found if r["input"].endswith("broken.png"))
     assert "not a readable image" in broken["error"] and broken["predictions"] is None
-    deep = zoo.run("vit-cifar", photos, task="classify", out=tmp_path / "all.parquet", sources=Sources(recursive=True))
+    deep = zoo.run("vit-cifar", photos, task="classify", out=tmp_path / "all.parquet", recursive=True)
     assert deep.done == 10
     only = zoo.run("vit-cifar", photos, task="classify", out=tmp_path / "cats.csv",
-                   sources=Sources(recursive=True, extensions=(".png",)))
+                   recursive=True, extensions=["png"])
     assert only.done == 10 and only.failed == 1
 
 
@@ -67,7 +66,7 @@ def test_globs_lists_and_manifests(photos, tmp_path):
              (tmp_path / "m.parquet", {}, 1)]
     for source, options, expected in cases:
         out = tmp_path / "out.jsonl"
-        zoo.run("vit-cifar", source, task="classify", out=out, sources=Sources(**options))
+        zoo.run("vit-cifar", source, task="classify", out=out, **options)
         assert len(rows(out)) == expected, source
     zoo.run("vit-cifar", tmp_path / "list.txt", task="classify", out=tmp_path / "l.jsonl")
     assert "need the network" in rows(tmp_path / "l.jsonl")[2]["error"]  # offline: an error row, not a request
@@ -110,7 +109,7 @@ def test_embeddings_to_parquet_npy_and_safetensors_with_an_index(photos, tmp_pat
 
 def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
     full = tmp_path / "full.parquet"
-    zoo.run("vit-cifar", photos, task="classify", out=full, sources=Sources(recursive=True))
+    zoo.run("vit-cifar", photos, task="classify", out=full, recursive=True)
     monkeypatch.setattr(bulk, "CHUNK_ROWS", 3)
     real_make_row, made = bulk.make_row, []
 
@@ -123,11 +122,11 @@ def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
     monkeypatch.setattr(bulk, "make_row", dies_after_seven)
     cut = tmp_path / "cut.parquet"
     with pytest.raises(KeyboardInterrupt):
-        zoo.run("vit-cifar", photos, task="classify", out=cut, sources=Sources(recursive=True))
+        zoo.run("vit-cifar", photos, task="classify", out=cut, recursive=True)
     parts = sorted((tmp_path / "cut.parquet.parts").glob("*.parquet"))
     assert len(parts) == 2 and sum(pq.read_table(p).num_rows for p in parts) == 6  # readable up to the last chunk
     monkeypatch.setattr(bulk, "make_row", real_make_row)
-    summary = zoo.run("vit-cifar", photos, task="classify", out=cut, resume=True, sources=Sources(recursive=True))
+    summary = zoo.run("vit-cifar", photos, task="classify", out=cut, resume=True, recursive=True)
     assert summary.skipped == 6 and summary.done + summary.failed == 5
     assert same_rows(pq.read_table(cut).to_pylist(), pq.read_table(full).to_pylist())
 
@@ -135,7 +134,7 @@ def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
 def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path):
     out = tmp_path / "p.jsonl"
     zoo.run("vit-cifar", photos, task="classify", out=out)
-    summary = zoo.run("vit-cifar", photos, task="classify", out=out, resume=True, sources=Sources(recursive=True))
+    summary = zoo.run("vit-cifar", photos, task="classify", out=out, resume=True, recursive=True)
     assert (summary.skipped, summary.done) == (9, 2) and len(rows(out)) == 11
 
 
@@ -153,10 +152,28 @@ def write_clip(clip):
 
 def test_videos_become_frames_for_image_models(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4")
-    zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "f.jsonl", sources=Sources(fps=2.0))
+    zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "f.jsonl", fps=2.0)
     found = rows(tmp_path / "f.jsonl")
     assert [r["frame_time"] for r in found] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
     assert found[1]["input"] == f"{clip}#t=0.500" and all(r["predictions"] for r in found)
+
+
+def test_a_model_that_reads_video_gets_whole_videos_whatever_the_reading_options(qwen2vl_tiny, tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    write_clip(folder / "clip.mp4")
+    model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny)
+    zoo.run(model, folder, task="describe", out=tmp_path / "c.jsonl", recursive=True, fps=2.0,
+            options={"max_new_tokens": 2})
+    [row] = rows(tmp_path / "c.jsonl")
+    assert row["input"] == str(folder / "clip.mp4") and row["frame_time"] is None and row["error"] is None
+
+
+@pytest.mark.parametrize("reading, message", [({"fps": 0}, "fps=0"), ({"column": ""}, "column=''")])
+def test_bad_reading_options_fail_before_a_model_loads(reading, message, monkeypatch, tmp_path):
+    monkeypatch.setattr(zoo.api, "load", lambda *a, **k: pytest.fail("loaded a model"))
+    with pytest.raises(zoo.BadInput, match=message):
+        zoo.run("vit-cifar", tmp_path, task="classify", out=tmp_path / "x.jsonl", **reading)
 
 
 def test_describe_and_detect_rows(florence2_tiny, photos, tmp_path):
@@ -213,7 +230,6 @@ RAY_SCRIPT = """
 import json, sys
 import torch
 import zoo
-from zoo.sources import Sources
 
 
 class Brightness(torch.nn.Module):
@@ -229,11 +245,9 @@ def brightness():
 
 
 folder, out = sys.argv[1], sys.argv[2]
-runs = [zoo.run("brightness", folder, task="classify", out=out + ".jsonl", sources=Sources(fps=2.0)),
-        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", sources=Sources(fps=2.0),
-                engine="ray", concurrency=1),
-        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", sources=Sources(fps=2.0),
-                engine="ray", resume=True)]
+runs = [zoo.run("brightness", folder, task="classify", out=out + ".jsonl", fps=2.0),
+        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", concurrency=1),
+        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", resume=True)]
 print(json.dumps([[s.done, s.failed, s.skipped] for s in runs]))
 """
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .errors import ZooError
 from .model import Failed, Model
-from .sources import Item, Sources
+from .sources import Item, sources_for
 
 CHUNK_ROWS = 256  # rows per written chunk: what a killed run loses at most
 
@@ -33,22 +33,29 @@ class Summary:
         return f"done {self.done}, failed {self.failed}, skipped {self.skipped} ({rate:.1f} inputs/s){where}"
 
 
-def run(model, inputs, *, task, out=None, resume=False, options=None, sources=None, progress=None,
-        engine="local", address=None, concurrency=2, load=None):
-    """Run `task` over every input into `out` (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors)."""
+def run(model, inputs, *, task, out, resume=False, options=None, recursive=False, extensions=None, column="path",
+        fps=None, progress=None, engine="local", address=None, concurrency=2, load=None):
+    """Run `task` over every input into `out` (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).
+
+    `model` is a name or a loaded model (the ray engine takes a name; `load` holds zoo.load's arguments).
+    `options` are the call's (top_k, prompt, ...). How inputs are read: `recursive` walks into sub-folders,
+    `extensions` ('jpg,png' or a list) are what folders and globs keep, `column` names the paths of a CSV/Parquet
+    manifest, `fps` samples videos for image models (1.0; models that read video get them whole).
+    """
     from . import api
 
+    reading = {"recursive": recursive, "extensions": extensions, "column": column, "fps": fps}
     if engine == "ray":
         from .ray_engine import run_ray
 
-        return run_ray(model, inputs, task=task, out=out, resume=resume, options=options or {}, sources=sources,
+        return run_ray(model, inputs, task=task, out=out, resume=resume, options=options or {}, reading=reading,
                        address=address, concurrency=concurrency, load=load or {})
     if engine != "local":
         raise ZooError(f"Unknown engine {engine!r}: use local or ray.")
+    sources_for(False, **reading)  # bad reading options fail before a model loads
     model = model if isinstance(model, Model) else api.load(model, **(load or {}))
-    sources = sources or Sources(whole_videos=model.reads_video)
-    return run_local(model, inputs, task=task, out=out, resume=resume, options=options or {}, sources=sources,
-                     progress=progress)
+    return run_local(model, inputs, task=task, out=out, resume=resume, options=options or {},
+                     sources=sources_for(model.reads_video, **reading), progress=progress)
 
 
 def run_local(model, inputs, *, task, out, resume, options, sources, progress):

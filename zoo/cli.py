@@ -187,12 +187,9 @@ def bulk_options(f):
     return click.option("-r", "--recursive", is_flag=True, help="Walk into sub-folders.")(f)
 
 
-def sources_of(bulk, whole_videos):
-    from .sources import Sources
-
-    extensions = tuple(f".{e.strip().lstrip('.').lower()}" for e in bulk["ext"].split(",")) if bulk["ext"] else None
-    return Sources(recursive=bulk["recursive"], column=bulk["column"], fps=bulk["fps"], whole_videos=whole_videos,
-                   **({"extensions": extensions} if extensions else {}))
+def reading_of(bulk):
+    """How the inputs are read, as zoo.run names it."""
+    return {"recursive": bulk["recursive"], "extensions": bulk["ext"], "column": bulk["column"], "fps": bulk["fps"]}
 
 
 def split_bulk(options):
@@ -204,13 +201,11 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
     """--out: every input into a results file; a summary line, and exit 1 if any input failed."""
     from .bulk import run
     from .options import parse_assignments
-    from .registry import registry
 
     model_options = parse_assignments(load.pop("model_options", ()))
     api.check_options(name, task, model_options, call_options)
-    loader = registry().loader_for(registry().get(name))
     summary = run(name, list(inputs), task=task, out=bulk["out"], resume=bulk["resume"], options=call_options,
-                  sources=sources_of(bulk, loader.reads_video), engine=bulk["engine"], address=bulk["address"],
+                  **reading_of(bulk), engine=bulk["engine"], address=bulk["address"],
                   concurrency=bulk["concurrency"], load={**{k: v for k, v in load.items() if v is not None},
                                                          **model_options})
     click.echo(str(summary), err=True)
@@ -220,7 +215,9 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
 
 def shown(model, inputs, bulk):
     """(names, values) of the inputs for results printed here: folders and manifests expanded."""
-    items = list(sources_of(bulk, model.reads_video).items(list(inputs)))
+    from .sources import sources_for
+
+    items = list(sources_for(model.reads_video, **reading_of(bulk)).items(list(inputs)))
     if not items:
         raise ZooError("No inputs found: the folders and globs hold no files of the kinds --ext names.")
     return [i.key for i in items], [i.value for i in items]

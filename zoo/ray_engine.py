@@ -18,7 +18,7 @@ from pathlib import Path
 from .bulk import Summary, make_row
 from .errors import ZooError, require
 from .outputs import schema
-from .sources import URL_PREFIXES, Item, Sources
+from .sources import URL_PREFIXES, Item, sources_for
 
 WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".csv": "write_csv"}
 WRITTEN = {".parquet": ".parquet", ".jsonl": ".json", ".csv": ".csv"}  # the files Ray's writers name
@@ -51,7 +51,7 @@ class Predictor:
         return [Item(key, value)] if value.startswith(URL_PREFIXES) else self.sources.paths([Path(value)], keep_all=True)
 
 
-def run_ray(name, inputs, *, task, out, resume, options, sources, address, concurrency, load, batch_size=64):
+def run_ray(name, inputs, *, task, out, resume, options, reading, address, concurrency, load, batch_size=64):
     from .api import RUNTIME_OPTIONS, check_options
     from .registry import registry
 
@@ -62,7 +62,7 @@ def run_ray(name, inputs, *, task, out, resume, options, sources, address, concu
         raise ZooError("The ray engine takes a model name: every Ray worker loads its own copy of the model.")
     check_options(name, task, {k: v for k, v in load.items() if k not in RUNTIME_OPTIONS}, options)
     out, record = target(out), registry().get(name)
-    sources = sources or Sources(whole_videos=registry().loader_for(record).reads_video)
+    sources = sources_for(registry().loader_for(record).reads_video, **reading)
     files = list(dataclasses.replace(sources, whole_videos=True).items(inputs))  # videos whole: workers split them
     if any(not isinstance(i.value, (str, Path)) for i in files):
         raise ZooError("The ray engine reads files, URLs, folders and manifests; in-memory images need the local "

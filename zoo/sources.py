@@ -97,6 +97,19 @@ class Sources:
                                    else str(path.parent / text), 0)
 
 
+def sources_for(whole_videos, recursive=False, extensions=None, column="path", fps=None):
+    """Sources as zoo.run and the CLI name them: `extensions` as 'jpg,png' or a list, with or without dots."""
+    if isinstance(extensions, str):
+        extensions = extensions.split(",")
+    kept = tuple(f".{e.strip().lstrip('.').lower()}" for e in extensions or () if e.strip().lstrip("."))
+    if fps is not None and not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+        raise BadInput(f"fps={fps!r}: give a number of video frames per second above 0, such as 1 or 0.5.")
+    if not isinstance(column, str) or not column:
+        raise BadInput(f"column={column!r}: name the manifest column that holds the paths, such as 'path'.")
+    return Sources(recursive=bool(recursive), column=column, fps=fps, whole_videos=whole_videos,
+                   **({"extensions": kept} if kept else {}))
+
+
 def manifest_column(path, column):
     """The values of one column of a CSV or Parquet file."""
     try:
