@@ -48,7 +48,7 @@ def test_validate_converts():
     ({"device": "tpu"}, "Unknown device 'tpu'"), ({"device": "cuda"}, "no CUDA GPU"),
     ({"dtype": "int8"}, "Unknown dtype 'int8'"), ({"attention": "fast"}, "attention='fast'"),
     ({"compile": "yes"}, "compile='yes'"), ({"device_map": 3}, "device_map=3"),
-    ({"attention_impl": "sdpa"}, "unknown option 'attention_impl'"),
+    ({"attention_impl": "sdpa"}, "unknown option 'attention_impl'"), ({"weights": 123}, "weights=123"),
 ])
 def test_load_refuses_bad_runtime_and_model_options(kwargs, message):
     with pytest.raises(zoo.BadInput, match=message):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import lock
 from .config import home, offline
-from .errors import MissingWeights, UnsafeWeights, ZooError
+from .errors import BadInput, MissingWeights, UnsafeWeights, ZooError
 from .hookspecs import hookimpl
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -19,6 +19,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 def resolve(record, weights=None):
     """A local path (file or directory) with the record's weights, or None when it has no source."""
     if weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise BadInput(f"weights={weights!r}: pass the path of a weights file or a save_pretrained folder.")
         path = Path(weights).expanduser()
         if not path.exists():
             raise MissingWeights(f"weights={str(weights)!r} for model {record.name!r} does not exist.")
