@@ -1,5 +1,7 @@
 """Every accepted input kind, and the bad ones."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -20,11 +22,13 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
     pil = Image.open(path).convert("RGB")
     array = np.asarray(pil)
     chw = torch.from_numpy(array).permute(2, 0, 1)
-    kinds = [str(path), path, pil, array, chw, chw.float() / 255, chw[None]]
+    data = path.read_bytes()
+    kinds = [str(path), path, pil, array, chw, chw.float() / 255, chw[None], data, io.BytesIO(data), open(path, "rb")]
     for image in load_images(kinds):
         assert np.array_equal(np.asarray(image), array)
     assert len(load_images(torch.stack([chw, chw]))) == 2  # NCHW is a batch
     assert load_images(array[:, :, :1])[0].mode == "RGB"  # grayscale HxWx1
+    assert len(load_images(io.BytesIO(data))) == 1  # a file object is one input, not an iterator of lines
 
 
 @pytest.mark.parametrize(
@@ -37,6 +41,8 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
         (torch.full((3, 4, 4), 2.0), r"\[0, 1\]"),
         (torch.zeros(3, 4, 4, dtype=torch.int32), "uint8 or float"),
         (42, "Cannot read an image from int"),
+        (b"junk", "The image bytes is not a readable image"),
+        (io.BytesIO(b"junk"), "The file object is not a readable image"),
         ([], "No inputs"),
         ("clip.mp4", "is a video"),
     ],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import offline
 from .errors import BadInput
-from .streaming import is_tensor
+from .streaming import is_file_object, is_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MAX_IMAGE_PIXELS = 178_956_970  # PIL's own bomb limit; ZOO_MAX_IMAGE_PIXELS changes it
@@ -51,8 +51,12 @@ def open_image(item):
         return _from_tensor(item)
     if type(item).__module__ == "numpy":
         return _from_array(item)
-    raise BadInput(f"Cannot read an image from {type(item).__name__}: pass a path, a URL, a PIL image, "
-                   "a numpy HWC uint8 array, or a CHW/NCHW tensor.")
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return _decode(bytes(item), "The image bytes")
+    if is_file_object(item):
+        return _decode(item, getattr(item, "name", "The file object"))
+    raise BadInput(f"Cannot read an image from {type(item).__name__}: pass a path, a URL, a PIL image, the bytes "
+                   "of an image file (or a binary file object), a numpy HWC uint8 array, or a CHW/NCHW tensor.")
 
 
 def _open(path):
@@ -83,7 +87,9 @@ def _decode(source, name):
     except Image.DecompressionBombError:
         raise BadInput(f"{name}: the image is larger than zoo's limit of {max_pixels()} pixels "
                        "(raise ZOO_MAX_IMAGE_PIXELS if you trust it).") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError:
+        raise BadInput(f"{name} is not a readable image (no image format that Pillow reads).") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise BadInput(f"{name} is not a readable image ({e}).") from None
 
 

@@ -17,20 +17,29 @@ def is_tensor(item):
     return type(item).__module__.startswith("torch") and hasattr(item, "ndim")
 
 
+def is_file_object(item):
+    return callable(getattr(item, "read", None))
+
+
+def is_iterator(inputs):
+    """An iterator of inputs (a file object iterates too, over lines, but is one input)."""
+    return hasattr(inputs, "__next__") and not is_file_object(inputs)
+
+
 def count(inputs):
     """How many items `inputs` holds when that is known without reading it, else None."""
     if isinstance(inputs, (list, tuple)):
         return sum(len(i) if is_tensor(i) and i.ndim == 4 else 1 for i in inputs)
     if is_tensor(inputs) and inputs.ndim == 4:
         return len(inputs)
-    return None if hasattr(inputs, "__next__") else 1
+    return None if is_iterator(inputs) else 1
 
 
 def iter_inputs(inputs):
     """One input, a list of them, an iterator, or an NCHW tensor (N inputs) -> the items, lazily."""
     if is_tensor(inputs) and inputs.ndim == 4:
         yield from inputs
-    elif isinstance(inputs, (list, tuple)) or hasattr(inputs, "__next__"):
+    elif isinstance(inputs, (list, tuple)) or is_iterator(inputs):
         for item in inputs:
             yield from (item if is_tensor(item) and item.ndim == 4 else [item])
     else:
