@@ -80,6 +80,8 @@ def register_model(name, **fields):
 class BuilderLoader:
     """Loads a model registered in code from its builder function."""
 
+    reads_video = False  # an image model: bulk inference hands it video frames
+
     def __init__(self, builder):
         self.builder = builder
         self.Options = from_signature(builder, {}, f"{builder.__name__}_options")
