@@ -150,6 +150,14 @@ def write_clip(clip):
     return clip
 
 
+def test_globs_skip_hidden_files_and_never_follow_a_link_back_up(photos, tmp_path):
+    (photos / "more" / "up").symlink_to("..")  # a loop: photos/more/up/more/up/...
+    Image.open(photos / "cat.png").save(photos / ".cat.png")  # hidden, as a shell glob leaves it out
+    zoo.run("vit-cifar", f"{photos}/**/*.png", task="classify", out=tmp_path / "g.jsonl")
+    found = [r["input"] for r in rows(tmp_path / "g.jsonl")]
+    assert len(found) == 11 and len(set(found)) == 11 and not any("/up/" in f or "/." in f for f in found)
+
+
 def test_videos_become_frames_for_image_models(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4")
     zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "f.jsonl", fps=2.0)

@@ -6,7 +6,6 @@ video frames, and those only as they are read: the items stream, so memory does 
 """
 
 import csv
-import glob
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,7 @@ class Sources:
         if text.startswith(URL_PREFIXES):
             return [Item(text[:200], text)]
         if any(c in text for c in "*?["):
-            return self.paths(Path(p) for p in sorted(glob.glob(text, recursive=True)))
+            return self.paths(glob_paths(text))
         path = Path(text).expanduser()
         if path.is_dir():
             walk = path.rglob("*") if self.recursive else path.iterdir()
@@ -95,6 +94,16 @@ class Sources:
             text = str(value)
             yield from self.expand(text if text.startswith(URL_PREFIXES) or Path(text).is_absolute()
                                    else str(path.parent / text), 0)
+
+
+def glob_paths(pattern):
+    """The files a glob names, sorted; '**' walks sub-folders without following links to folders (a link back
+    up would repeat everything below it), and names starting with '.' are left out, as the shell does."""
+    parts = Path(pattern).expanduser().parts
+    fixed = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    found = root.glob(str(Path(*parts[fixed:])))
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def sources_for(whole_videos, recursive=False, extensions=None, column="path", fps=None):
