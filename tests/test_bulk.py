@@ -191,6 +191,9 @@ def test_describe_and_detect_rows(florence2_tiny, photos, tmp_path):
     assert len(texts) == 8 and all(isinstance(t, str) for t in texts)
     zoo.run(model, photos, task="detect", out=tmp_path / "d.parquet", options={"max_new_tokens": 8})
     assert len(rows(tmp_path / "d.parquet")) == 9
+    (photos / "clip.mp4").write_bytes(b"not a video")  # its frames would go to Florence-2 as images
+    zoo.run(model, photos / "clip.mp4", task="describe", out=tmp_path / "v.jsonl", options={"max_new_tokens": 4})
+    assert "is not a readable video" in rows(tmp_path / "v.jsonl")[0]["error"]
 
 
 def test_cli_bulk_commands_and_exit_codes(photos, tmp_path, samples):

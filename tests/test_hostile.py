@@ -516,6 +516,14 @@ def test_unreadable_lists_and_manifests_are_one_line(tmp_path, name, message):
         assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
 
 
+def test_a_list_naming_itself_and_a_broken_video_are_one_line(tmp_path):
+    (tmp_path / "self.txt").write_text("self.txt\n")
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    for name, message in [("self.txt", "self.txt names self.txt, another list"), ("clip.mp4", "not a readable video")]:
+        result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", str(tmp_path / name)])
+        assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+
+
 def test_a_failed_command_keeps_the_files_it_would_have_written(tmp_path):
     folder = tmp_path / "outputs"
     folder.mkdir()

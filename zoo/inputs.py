@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import offline
 from .errors import BadInput
-from .streaming import is_file_object, is_tensor
+from .streaming import Failed, is_file_object, is_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MAX_IMAGE_PIXELS = 178_956_970  # PIL's own bomb limit; ZOO_MAX_IMAGE_PIXELS changes it
@@ -41,6 +41,8 @@ def open_image(item):
 
     if isinstance(item, Image.Image):
         return _check_size(item, "The image")
+    if isinstance(item, Failed):  # an input its source could not read
+        raise BadInput(item.error)
     if isinstance(item, str) and item.startswith(URL_PREFIXES):
         return _decode(_download(item), item)
     if isinstance(item, str) and item.startswith("data:"):

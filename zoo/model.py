@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from . import streaming
+from .streaming import Failed
 from .errors import BadInput, PluginError, UnsupportedCapability, ZooError
 from .inputs import load_image
 from .options import NoOptions, option, validate
@@ -56,13 +57,6 @@ class ClassifyOptions:
 class DescribeOptions:
     prompt: str | tuple[str, ...] | None = None  # one for every input, or one per input
     max_new_tokens: int | None = option(None, minimum=1)  # None: the model card's (Qwen2-VL 128, Florence-2 1024)
-
-
-@dataclass(frozen=True)
-class Failed:
-    """In a stream kept going past bad inputs: the one-line reason an input failed."""
-
-    error: str
 
 
 def prepared_batches(pool, prepare, chunks):

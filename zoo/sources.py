@@ -15,7 +15,7 @@ from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput
 from .inputs import URL_PREFIXES as WEB_PREFIXES
 from .inputs import VIDEO_SUFFIXES, is_video
-from .model import Failed
+from .streaming import Failed
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
 LIST_SUFFIXES = (".txt", ".lst")
@@ -78,20 +78,25 @@ class Sources:
                 yield Item(str(path), path)
 
     def listed(self, path):
-        """One path or URL a line ('#' comments and blank lines skipped); relative paths from the list's folder."""
+        """One path or URL a line ('#' comments and blank lines skipped)."""
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (UnicodeDecodeError, OSError) as e:
             raise BadInput(f"{path}: not a readable list of paths ({reason(e)}); a list is UTF-8 text, one path a line.") from None
-        for line in lines:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield from self.expand(line if line.startswith(URL_PREFIXES) or Path(line).is_absolute()
-                                       else str(path.parent / line), 0)
+        return self.entries(path, (line.strip() for line in lines if not line.strip().startswith("#")))
 
     def manifest(self, path):
-        for value in manifest_column(path, self.column):
-            text = str(value)
+        return self.entries(path, manifest_column(path, self.column))
+
+    def entries(self, path, values):
+        """The inputs a list or manifest names (empty ones skipped); relative paths from its folder."""
+        for value in values:
+            text = "" if value is None else str(value).strip()
+            if not text:
+                continue
+            if not text.startswith(URL_PREFIXES) and Path(text).suffix.lower() in LIST_SUFFIXES + MANIFEST_SUFFIXES:
+                raise BadInput(f"{path} names {text}, another list: lists and manifests name images, videos, folders "
+                               "or globs.")
             yield from self.expand(text if text.startswith(URL_PREFIXES) or Path(text).is_absolute()
                                    else str(path.parent / text), 0)
 

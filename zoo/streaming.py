@@ -6,11 +6,20 @@ queue, so memory stays flat however many inputs there are.
 
 import queue
 import threading
+from dataclasses import dataclass
 from itertools import islice
 
 from .errors import BadInput
 
 _END = object()
+
+
+@dataclass(frozen=True)
+class Failed:
+    """An input that could not be read or run: its one-line reason. Sources yield it for an input they could
+    not read (reading it raises the reason); a stream kept going past bad inputs yields it in their place."""
+
+    error: str
 
 
 def is_tensor(item):
