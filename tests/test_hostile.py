@@ -249,6 +249,16 @@ def test_resolvers_that_raise_are_reported_and_skipped():
 # -- 10. the results store keeps finished work --------------------------------------------------------------
 
 
+def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, qwen2vl_tiny, monkeypatch):
+    clip = write_video(tmp_path / "clip.mp4", 8)
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "100")
+    message = "32x32 is larger than zoo's limit of 100 pixels for a video frame"
+    with pytest.raises(zoo.BadInput, match=message):
+        zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny).describe(clip)
+    zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "frames.jsonl")  # an image model reads its frames
+    assert message in json.loads((tmp_path / "frames.jsonl").read_text())["error"]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_bytes(b"this is not a database" * 100), "cannot be used"),
     (lambda p: p.mkdir(), "cannot be used"),
@@ -376,14 +386,20 @@ def test_damaged_training_checkpoint(cifar_root, tmp_path):
               test_limit=20)
 
 
-def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
-    model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
-    one = tmp_path / "one.mp4"
-    with av.open(str(one), "w") as container:
+def write_video(path, frames):
+    """`frames` black 32x32 frames at 8 fps."""
+    with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=8)
         stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        for _ in range(frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
         container.mux(stream.encode())
+    return path
+
+
+def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
+    model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
+    one = write_video(tmp_path / "one.mp4", 1)
     with pytest.raises(zoo.BadInput, match="has 1 video frame"):
         model.describe(one)
     (tmp_path / "text.mp4").write_text("hello")

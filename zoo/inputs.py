@@ -96,13 +96,17 @@ def _decode(source, name):
 
 
 def _check_size(image, name):
-    width, height = image.size
+    check_pixels(name, *image.size)
+    return image
+
+
+def check_pixels(name, width, height, what="the image"):
+    """An image (or each frame of a video, decoded whole) must fit zoo's pixel limit: decompression bombs."""
     if width * height > max_pixels():
-        raise BadInput(f"{name}: {width}x{height} is larger than zoo's limit of {max_pixels()} pixels "
+        raise BadInput(f"{name}: {width}x{height} is larger than zoo's limit of {max_pixels()} pixels for {what} "
                        "(raise ZOO_MAX_IMAGE_PIXELS if you trust it).")
     if width * height == 0:
-        raise BadInput(f"{name}: the image is empty ({width}x{height}).")
-    return image
+        raise BadInput(f"{name}: {what} is empty ({width}x{height}).")
 
 
 def _eight_bit(image):

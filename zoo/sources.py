@@ -14,7 +14,7 @@ from typing import Any
 from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput
 from .inputs import URL_PREFIXES as WEB_PREFIXES
-from .inputs import VIDEO_SUFFIXES, is_video
+from .inputs import VIDEO_SUFFIXES, check_pixels, is_video
 from .streaming import Failed
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
@@ -160,6 +160,7 @@ def frames(path, fps):
 
     try:
         with av.open(str(path)) as container:
+            check_pixels(path, container.streams.video[0].width, container.streams.video[0].height, "a video frame")
             step, next_time = 1.0 / fps, 0.0
             for frame in container.decode(video=0):
                 if frame.time is not None and frame.time + 1e-9 >= next_time:
@@ -167,3 +168,5 @@ def frames(path, fps):
                     next_time += step * (1 + int((frame.time - next_time) // step))
     except (av.error.FFmpegError, IndexError) as e:  # one error row, and the run goes on
         yield Item(str(path), Failed(f"{path} is not a readable video ({e})."))
+    except BadInput as e:
+        yield Item(str(path), Failed(str(e)))

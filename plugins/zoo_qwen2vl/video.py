@@ -9,6 +9,7 @@
 from pathlib import Path
 
 from zoo.errors import BadInput, require
+from zoo.inputs import check_pixels
 
 
 def frame_times(container, start, end):
@@ -26,7 +27,9 @@ def read_video(ele):
     start, end = ele.get("video_start", 0.0), ele.get("video_end", None)
     try:
         with av.open(str(path)) as container:
-            fps = float(container.streams.video[0].average_rate or 0) or 1.0
+            stream = container.streams.video[0]
+            check_pixels(path, stream.width, stream.height, "a video frame")
+            fps = float(stream.average_rate or 0) or 1.0
             times = frame_times(container, start, end)
             total = len(times)
             if total < 2:
