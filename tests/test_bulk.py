@@ -296,16 +296,31 @@ def test_the_ray_engine_never_replaces_a_file_or_a_folder_of_other_files(tmp_pat
     assert (folder / "notes").is_dir()
 
 
+def test_one_run_at_a_time_writes_an_output(tmp_path, samples, monkeypatch):
+    from zoo.outputs import Writer
+
+    out = tmp_path / "p.jsonl"
+    with Writer(out, "classify"):  # a run in progress, as another process would hold it
+        with pytest.raises(zoo.ZooError, match="Another run is writing .*p.jsonl now"):
+            zoo.run("vit-cifar", samples, task="classify", out=out)
+    assert zoo.run("vit-cifar", samples, task="classify", out=out).done == 10  # and afterwards it can
+    monkeypatch.setattr(bulk, "make_row", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a run that breaks half-way lets go of the output
+        zoo.run("vit-cifar", samples, task="classify", out=out)
+    with Writer(out, "classify", resume=True):
+        pass
+
+
 def test_resuming_a_csv_keeps_texts_that_look_like_json(tmp_path, photos):
     from zoo.outputs import Writer
 
-    writer = Writer(tmp_path / "t.csv", "describe")
-    writer.write([{"input": "a", "task": "describe", "model": "m", "frame_time": None, "text": "[a cat] {on} a mat",
-                   "error": None}])
-    writer.close()
-    resumed = Writer(tmp_path / "t.csv", "describe", resume=True)
-    assert resumed.done() == {"a"}
-    resumed.close()
+    with Writer(tmp_path / "t.csv", "describe") as writer:
+        writer.write([{"input": "a", "task": "describe", "model": "m", "frame_time": None, "text": "[a cat] {on} a mat",
+                       "error": None}])
+        writer.close()
+    with Writer(tmp_path / "t.csv", "describe", resume=True) as resumed:
+        assert resumed.done() == {"a"}
+        resumed.close()
     import csv
 
     assert next(csv.DictReader(open(tmp_path / "t.csv")))["text"] == "[a cat] {on} a mat"

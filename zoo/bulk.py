@@ -59,14 +59,22 @@ def run(model, inputs, *, task, out, resume=False, options=None, recursive=False
 
 
 def run_local(model, inputs, *, task, out, resume, options, sources, progress):
-    from tqdm import tqdm
-
     from .outputs import Writer
 
     model.call_options(task, options)  # a bad option fails before anything is read or written
-    writer = Writer(out, task, resume=resume)
-    done, summary, started = writer.done(), Summary(out=str(out), skipped=0), time.perf_counter()
-    total = sources.count(inputs)
+    with Writer(out, task, resume=resume) as writer:
+        summary, started = Summary(out=str(out)), time.perf_counter()
+        write_rows(model, task, sources, inputs, options, writer, summary, progress)
+        writer.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def write_rows(model, task, sources, inputs, options, writer, summary, progress):
+    """Every input not written yet, through the model, into the writer in chunks."""
+    from tqdm import tqdm
+
+    done, total = writer.done(), sources.count(inputs)
     show = progress if progress is not None else sys.stderr.isatty()
     chunk = []
     with tqdm(total=total and total - len(done), desc=f"{model.name} {task}", unit="input", disable=not show) as bar:
@@ -79,9 +87,6 @@ def run_local(model, inputs, *, task, out, resume, options, sources, progress):
                 writer.write(chunk)
                 chunk = []
     writer.write(chunk)
-    writer.close()
-    summary.seconds = time.perf_counter() - started
-    return summary
 
 
 def paired(model, task, items, done, options, summary):

@@ -38,16 +38,39 @@ def check_out(path, task):
 
 
 class Writer:
+    """Rows into OUT.parts/ chunk by chunk, then OUT. Used as a context manager, which holds OUT's lock: one run
+    at a time writes OUT, a second is refused."""
+
     def __init__(self, path, task, *, resume=False):
+        from filelock import FileLock
+
         from .files import check_writable
 
-        self.path, self.task = check_out(path, task), task
+        self.path, self.task, self.resume = check_out(path, task), task, resume
         self.parts = self.path.with_name(self.path.name + ".parts")
         check_writable(self.parts / "part.check")
-        if self.parts.exists() and not resume:
-            shutil.rmtree(self.parts)  # an earlier run's leftovers: this run starts afresh
-        if resume and self.path.exists() and not self.part_files():
-            self.write(read_rows(self.path, task))  # a finished output: resuming appends to it
+        self.lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
+
+    def __enter__(self):
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise ZooError(f"Another run is writing {self.path} now: wait for it to finish, or choose another "
+                           "--out.") from None
+        try:
+            if self.parts.exists() and not self.resume:
+                shutil.rmtree(self.parts)  # an earlier run's leftovers: this run starts afresh
+            if self.resume and self.path.exists() and not self.part_files():
+                self.write(read_rows(self.path, self.task))  # a finished output: resuming appends to it
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, *error):
+        self.lock.release()
 
     def done(self):
         """The inputs already written (by earlier runs that --resume continues)."""
