@@ -129,6 +129,19 @@ def test_stream_yields_the_same_text(model, samples):
     assert streamed == model.describe(samples / "cat.png", max_new_tokens=6)[0]
 
 
+def test_a_stream_whose_generation_fails_raises_instead_of_waiting_forever(model, samples, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(model.model, "generate", lambda **kwargs: 1 / 0)
+    outcome = []
+    reader = threading.Thread(target=lambda: outcome.append(pytest.raises(ZeroDivisionError, list,
+                                                                          model.stream_text(samples / "cat.png"))),
+                              daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert outcome, "the stream never ended"
+
+
 def test_budgets_default_to_the_checkpoint_and_a_load_option_sets_them(tiny):
     record = zoo.info("qwen2-vl-2b-instruct")
     assert record.model_args == {} and record.weights.revision == "895c3a49bc3fa70a340399125c650a463535e71c"

@@ -156,11 +156,21 @@ class VisionLanguageModel(Model):
         [query] = list(self.items([item], checked))
         encoded = self.encode([self.prepare(query)], checked)
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        worker = threading.Thread(target=self.model.generate, kwargs={
-            **encoded, **self.generation_options(checked), "streamer": streamer})
+        failed = []
+
+        def generate():
+            try:
+                self.model.generate(**encoded, **self.generation_options(checked), streamer=streamer)
+            except BaseException as error:  # ends the stream (else the reader waits forever) and is raised there
+                failed.append(error)
+                streamer.end()
+
+        worker = threading.Thread(target=generate, name="zoo-generate")
         worker.start()
         yield from streamer
         worker.join()
+        if failed:
+            raise failed[0]
 
     # -- classify by likelihood ----------------------------------------------------------------------
 
