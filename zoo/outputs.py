@@ -121,12 +121,14 @@ def write_csv(table, path, final):
 
 
 def write_parquet(table, path, final):
-    """Embeddings as a fixed-size list column when every row has the same length."""
+    """Embeddings as a fixed-size list column when every input has one of the same length; with error rows,
+    a list column with nulls in their place (pyarrow before 26 cannot write or read nulls in a fixed-size list)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    if "embedding" in table.column_names:
-        sizes = {len(v) for v in table.column("embedding").to_pylist() if v is not None}
+    if "embedding" in table.column_names and table.column("embedding").null_count == 0:
+        sizes = set(pc.list_value_length(table.column("embedding")).unique().to_pylist())
         if len(sizes) == 1:
             index = table.column_names.index("embedding")
             table = table.set_column(index, "embedding", table.column("embedding").cast(pa.list_(pa.float32(), sizes.pop())))
