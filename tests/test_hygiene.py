@@ -88,7 +88,7 @@ def _save(index):
 
 
 def test_concurrent_user_record_writes_keep_every_record():
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # fork in a threaded process may deadlock the child
     workers = [context.Process(target=_save, args=(i,)) for i in range(8)]
     for worker in workers:
         worker.start()

@@ -20,7 +20,7 @@ def load_images(inputs):
 def test_every_kind_decodes_to_the_same_pixels(samples):
     path = samples / "cat.png"
     pil = Image.open(path).convert("RGB")
-    array = np.asarray(pil)
+    array = np.array(pil)  # writable: torch.from_numpy warns on a read-only array
     chw = torch.from_numpy(array).permute(2, 0, 1)
     data = path.read_bytes()
     kinds = [str(path), path, pil, array, chw, chw.float() / 255, chw[None], data, io.BytesIO(data), open(path, "rb")]
