@@ -6,6 +6,7 @@ video frames, and those only as they are read: the items stream, so memory does 
 """
 
 import csv
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +44,14 @@ class Sources:
         return itertools.chain.from_iterable(self.expand(value, i) for i, value in enumerate(inputs))
 
     def count(self, inputs):
-        """How many items `inputs` gives, without decoding anything; None when videos are split into frames."""
-        whole = Sources(self.recursive, self.extensions, self.column, self.fps, whole_videos=True)
-        items = list(whole.items(inputs))
-        if not self.whole_videos and any(is_video(item.key) for item in items):
-            return None
-        return len(items)
+        """How many items `inputs` gives, without decoding or keeping anything; None when videos are split into
+        frames (their number is known only once decoded)."""
+        total = 0
+        for item in dataclasses.replace(self, whole_videos=True).items(inputs):
+            if not self.whole_videos and is_video(item.key):
+                return None
+            total += 1
+        return total
 
     def expand(self, value, index):
         if not isinstance(value, (str, Path)):
