@@ -2,8 +2,11 @@ import os
 import pickle
 import tempfile
 
-# Before any library reads it at import: the Hugging Face cache of a test run lives in a temp dir.
+# Before any library reads them at import: the caches of a test run (Hugging Face, matplotlib's font cache,
+# anything else that follows XDG) live in temp dirs, never in the home directory.
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="zoo-tests-hf-")
+os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="zoo-tests-mpl-")
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="zoo-tests-cache-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
