@@ -109,6 +109,20 @@ def test_embeddings_to_parquet_npy_and_safetensors_with_an_index(photos, tmp_pat
     assert np.allclose(vectors, np.asarray([r["embedding"] for r in good]), atol=1e-6)
 
 
+def test_a_long_runs_safetensors_index_goes_beside_the_file(photos, tmp_path, monkeypatch):
+    from zoo import outputs
+
+    monkeypatch.setattr(outputs, "SAFETENSORS_METADATA_BYTES", 100)  # as a run of a million inputs would exceed it
+    out = tmp_path / "e.safetensors"
+    zoo.run("vit-cifar", photos, task="embed", out=out)
+    with safe_open(str(out), "np") as f:
+        assert f.metadata() == {"index_file": "e.index.json"} and f.get_tensor("embeddings").shape == (8, 128)
+    assert len(json.loads((tmp_path / "e.index.json").read_text())) == 9
+    summary = zoo.run("vit-cifar", photos, task="embed", out=out, resume=True, recursive=True)
+    assert (summary.skipped, summary.done) == (9, 2)
+    assert len(json.loads((tmp_path / "e.index.json").read_text())) == 11
+
+
 def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
     full = tmp_path / "full.parquet"
     zoo.run("vit-cifar", photos, task="classify", out=full, recursive=True)

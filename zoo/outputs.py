@@ -154,18 +154,29 @@ def write_npy(table, path, final):
     array, index = embedding_arrays(table)
     with open(path, "wb") as f:
         np.save(f, array)
+    write_index(final, index)
+
+
+def write_index(final, index):
     with atomic_path(final.with_suffix(".index.json")) as tmp:
         tmp.write_text(json.dumps(index, ensure_ascii=False))
 
 
+SAFETENSORS_METADATA_BYTES = 64 * 2**20  # safetensors refuses a header over 100 MB; past this the index goes beside
+
+
 def write_safetensors(table, path, final):
+    """The vectors, with the index in the metadata (or, for a very long run, in FINAL with .index.json)."""
     import torch
     from safetensors.torch import save_file
 
     array, index = embedding_arrays(table)
-    save_file({"embeddings": torch.from_numpy(array).contiguous()}, str(path),
-              metadata={"inputs": json.dumps([i["input"] for i in index if i["error"] is None], ensure_ascii=False),
-                        "index": json.dumps(index, ensure_ascii=False)})
+    metadata = {"inputs": json.dumps([i["input"] for i in index if i["error"] is None], ensure_ascii=False),
+                "index": json.dumps(index, ensure_ascii=False)}
+    if sum(len(v.encode()) for v in metadata.values()) > SAFETENSORS_METADATA_BYTES:
+        write_index(final, index)
+        metadata = {"index_file": final.with_suffix(".index.json").name}
+    save_file({"embeddings": torch.from_numpy(array).contiguous()}, str(path), metadata=metadata)
 
 
 WRITE = {".jsonl": write_jsonl, ".csv": write_csv, ".parquet": write_parquet, ".npy": write_npy,
@@ -202,12 +213,12 @@ def read_embeddings(path, task):
     import numpy as np
 
     if path.suffix.lower() == ".npy":
-        vectors = np.load(path)
-        index = json.loads(path.with_suffix(".index.json").read_text())
+        vectors, metadata = np.load(path), {}
     else:
         from safetensors import safe_open
 
         with safe_open(str(path), "np") as f:
-            vectors, index = f.get_tensor("embeddings"), json.loads(f.metadata()["index"])
+            vectors, metadata = f.get_tensor("embeddings"), f.metadata()
+    index = json.loads(metadata.get("index") or path.with_suffix(".index.json").read_text())
     good = iter(vectors.tolist())
     return [{**i, "task": task, "embedding": None if i["error"] else next(good)} for i in index]
