@@ -4,6 +4,7 @@
     python benchmarks/bulk_inference.py arrays --data-root ../shared/data   # vit-cifar vs the raw forward
     python benchmarks/bulk_inference.py memory --counts 1000 5000 20000     # peak RSS against the number of inputs
     python benchmarks/bulk_inference.py ray --photos 2000                # Ray engine vs the local engine
+    python benchmarks/bulk_inference.py closing --rows 50000             # peak RSS of finishing an embedding run
 
 deit-tiny has random weights at its real size, saved locally; photos are 640x480 JPEGs. Results go to --out.
 """
@@ -150,18 +151,49 @@ def ray_engine(args, folder):
             "ratio": local_s / ray_s, "ray_startup_s": startup_s, "concurrency": args.concurrency}
 
 
+CLOSING = """
+import resource, sys, numpy as np
+from pathlib import Path
+from zoo.outputs import Writer
+out, count, dim = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+vector = np.random.default_rng(0).standard_normal(dim, dtype=np.float32).tolist()
+with Writer(out, "embed") as writer:
+    for start in range(0, count, 256):
+        writer.write([{"input": f"photos/{i:08d}.jpg", "task": "embed", "model": "m", "frame_time": None,
+                       "embedding": vector, "error": None} for i in range(start, min(start + 256, count))])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    writer.close()
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def closing(args, folder):
+    """Peak memory of turning the parts of a long embedding run (--rows x 768 floats) into each output file,
+    each in a fresh process: what closing adds on top of the run itself."""
+    rows = []
+    for suffix in (".parquet", ".jsonl", ".npy", ".safetensors"):
+        out = folder / f"embeddings{suffix}"
+        before, peak = map(int, subprocess.check_output(
+            [sys.executable, "-c", CLOSING, str(out), str(args.rows), "768"], text=True).split()[-2:])
+        rows.append({"format": suffix, "rows": args.rows, "dim": 768, "data_mb": args.rows * 768 * 4 / 2**20,
+                     "close_growth_mb": (peak - before) / 1024})
+    return {"rows": rows}
+
+
 def main():
     options = parser(__doc__)
-    options.add_argument("which", choices=["files", "arrays", "memory", "ray"])
+    options.add_argument("which", choices=["files", "arrays", "memory", "ray", "closing"])
     options.add_argument("--photos", type=int, default=2000)
     options.add_argument("--batch-size", type=int, default=32)
     options.add_argument("--data-root", default="../shared/data")
     options.add_argument("--counts", type=int, nargs="+", default=[1000, 5000, 20000])
     options.add_argument("--concurrency", type=int, default=2)
     options.add_argument("--repeats", type=int, default=3)
+    options.add_argument("--rows", type=int, default=50000, help="Embedding rows for 'closing'.")
     args = options.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="zoo-bulk-"))
-    result = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine}[args.which](args, folder)
+    scenarios = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing}
+    result = scenarios[args.which](args, folder)
     report({"benchmark": f"bulk_inference {args.which}", "torch_threads": torch.get_num_threads(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **result,
             "command": " ".join(["python", *sys.argv])}, args.out)

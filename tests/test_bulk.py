@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 import numpy as np
@@ -147,11 +148,25 @@ def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
     assert same_rows(pq.read_table(cut).to_pylist(), pq.read_table(full).to_pylist())
 
 
-def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path):
-    out = tmp_path / "p.jsonl"
-    zoo.run("vit-cifar", photos, task="classify", out=out)
-    summary = zoo.run("vit-cifar", photos, task="classify", out=out, resume=True, recursive=True)
-    assert (summary.skipped, summary.done) == (9, 2) and len(rows(out)) == 11
+@pytest.mark.parametrize("name, task", [("p.jsonl", "classify"), ("p.csv", "classify"), ("p.parquet", "classify"),
+                                        ("e.npy", "embed"), ("e.safetensors", "embed")])
+def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path, monkeypatch, name, task):
+    from zoo import outputs
+
+    monkeypatch.setattr(outputs, "RESUME_ROWS", 4)  # the finished file comes back in several parts
+    out, whole = tmp_path / name, tmp_path / f"whole{Path(name).suffix}"
+    zoo.run("vit-cifar", photos, task=task, out=out)
+    summary = zoo.run("vit-cifar", photos, task=task, out=out, resume=True, recursive=True)
+    assert (summary.skipped, summary.done) == (9, 2)
+    zoo.run("vit-cifar", photos, task=task, out=whole, recursive=True)
+    resumed, uninterrupted = (sorted((r for c in outputs.read_chunks(f, task) for r in c), key=lambda r: r["input"])
+                              for f in (out, whole))
+    if task == "classify":
+        assert same_rows(resumed, uninterrupted)
+    else:
+        assert [r["input"] for r in resumed] == [r["input"] for r in uninterrupted]
+        assert all(np.allclose(a["embedding"], b["embedding"], atol=1e-5) for a, b in zip(resumed, uninterrupted)
+                   if a["embedding"] is not None)
 
 
 def write_clip(clip):

@@ -7,6 +7,7 @@ Closing turns the parts into OUT in one atomic rename.
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ZooError
@@ -63,7 +64,8 @@ class Writer:
             if self.parts.exists() and not self.resume:
                 shutil.rmtree(self.parts)  # an earlier run's leftovers: this run starts afresh
             if self.resume and self.path.exists() and not self.part_files():
-                self.write(read_rows(self.path, self.task))  # a finished output: resuming appends to it
+                for rows in read_chunks(self.path, self.task):  # a finished output: resuming appends to it
+                    self.write(rows)
         except BaseException:
             self.lock.release()
             raise
@@ -92,112 +94,179 @@ class Writer:
             pq.write_table(pa.Table.from_pylist(rows, schema=schema(self.task)), tmp)
 
     def close(self):
-        """Turn the parts into the output file, atomically; returns the number of rows."""
-        import pyarrow as pa
+        """Turn the parts into the output file, atomically, reading one part at a time."""
+        with atomic_path(self.path) as tmp:
+            WRITE[self.path.suffix.lower()](Parts(self.part_files(), self.task), tmp, self.path)
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A run's chunks, read one at a time (closing a long run holds one chunk, not every row); re-iterable."""
+
+    files: list
+    task: str
+
+    def __iter__(self):
         import pyarrow.parquet as pq
 
-        parts = self.part_files()
-        table = pa.concat_tables([pq.read_table(p) for p in parts]) if parts else schema(self.task).empty_table()
-        with atomic_path(self.path) as tmp:
-            WRITE[self.path.suffix.lower()](table, tmp, self.path)
-        shutil.rmtree(self.parts, ignore_errors=True)
-        return table.num_rows
+        if not self.files:
+            yield schema(self.task).empty_table()
+        for path in self.files:
+            yield pq.read_table(path)
+
+    def column(self, name):
+        import pyarrow.parquet as pq
+
+        for path in self.files:
+            yield pq.read_table(path, columns=[name]).column(0)
+
+    def rows(self):
+        for table in self:
+            yield from table.to_pylist()
+
+    def index(self):
+        """{input, model, frame_time, error} for every row: what embedding files keep beside the vectors."""
+        import pyarrow.parquet as pq
+
+        for path in self.files:
+            yield from pq.read_table(path, columns=["input", "model", "frame_time", "error"]).to_pylist()
 
 
-def write_jsonl(table, path, final):
+def write_jsonl(parts, path, final):
     with open(path, "w") as f:
-        for row in table.to_pylist():
+        for row in parts.rows():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def write_csv(table, path, final):
+def write_csv(parts, path, final):
     import csv
 
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=table.column_names)
+        writer = csv.DictWriter(f, fieldnames=schema(parts.task).names)
         writer.writeheader()
-        for row in table.to_pylist():
+        for row in parts.rows():
             writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
 
 
-def write_parquet(table, path, final):
+def write_parquet(parts, path, final):
+    import pyarrow.parquet as pq
+
+    target = parquet_schema(parts)
+    with pq.ParquetWriter(path, target) as writer:
+        for table in parts:
+            writer.write_table(table.cast(target))
+
+
+def parquet_schema(parts):
     """Embeddings as a fixed-size list column when every input has one of the same length; with error rows,
     a list column with nulls in their place (pyarrow before 26 cannot write or read nulls in a fixed-size list)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    if "embedding" in table.column_names and table.column("embedding").null_count == 0:
-        sizes = set(pc.list_value_length(table.column("embedding")).unique().to_pylist())
-        if len(sizes) == 1:
-            index = table.column_names.index("embedding")
-            table = table.set_column(index, "embedding", table.column("embedding").cast(pa.list_(pa.float32(), sizes.pop())))
-    pq.write_table(table, path)
+    target, sizes = schema(parts.task), set()
+    if parts.task != "embed":
+        return target
+    for column in parts.column("embedding"):
+        if column.null_count:
+            return target
+        sizes.update(pc.list_value_length(column).unique().to_pylist())
+    if len(sizes) != 1:
+        return target
+    return target.set(target.get_field_index("embedding"), pa.field("embedding", pa.list_(pa.float32(), sizes.pop())))
 
 
-def embedding_arrays(table):
-    """(rows x dim float32 array of the inputs that worked, the index: [{input, frame_time, error}] of every row)."""
+def embedding_matrix(parts, allocate):
+    """The embeddings of the inputs that worked, a row each, filled part by part into allocate((rows, dim))."""
+    import pyarrow.compute as pc
+
+    count, sizes = 0, set()
+    for column in parts.column("embedding"):
+        good = column.drop_null()
+        count += len(good)
+        sizes.update(pc.list_value_length(good).unique().to_pylist())
+    if len(sizes) > 1:
+        raise ZooError(f"The embeddings have different lengths ({sorted(sizes)}), so they make no matrix: write "
+                       ".parquet or .jsonl.")
+    matrix, offset = allocate((count, sizes.pop() if sizes else 0)), 0
+    for column in parts.column("embedding"):
+        good = column.drop_null()
+        if len(good):
+            matrix[offset:offset + len(good)] = pc.list_flatten(good).to_numpy().reshape(len(good), -1)
+            offset += len(good)
+    return matrix
+
+
+def write_npy(parts, path, final):
+    """The vectors in FINAL (written straight to disk), the index of every input, errors included, in FINAL
+    with .index.json."""
     import numpy as np
 
-    rows = table.to_pylist()
-    good = [r["embedding"] for r in rows if r["error"] is None]
-    array = np.asarray(good, dtype=np.float32) if good else np.zeros((0, 0), np.float32)
-    index = [{"input": r["input"], "model": r["model"], "frame_time": r["frame_time"], "error": r["error"]}
-             for r in rows]
-    return array, index
+    matrix = embedding_matrix(parts, lambda shape: np.lib.format.open_memmap(path, "w+", np.float32, shape))
+    matrix.flush()
+    del matrix
+    write_index(final, parts.index())
 
 
-def write_npy(table, path, final):
-    """The vectors in FINAL, the index of every input (errors included) in FINAL with .index.json."""
-    import numpy as np
-
-    array, index = embedding_arrays(table)
-    with open(path, "wb") as f:
-        np.save(f, array)
-    write_index(final, index)
-
-
-def write_index(final, index):
-    with atomic_path(final.with_suffix(".index.json")) as tmp:
-        tmp.write_text(json.dumps(index, ensure_ascii=False))
+def write_index(final, entries):
+    """A JSON list, written an entry at a time."""
+    with atomic_path(final.with_suffix(".index.json")) as tmp, open(tmp, "w") as f:
+        f.write("[")
+        for n, entry in enumerate(entries):
+            f.write(("," if n else "") + json.dumps(entry, ensure_ascii=False))
+        f.write("]")
 
 
 SAFETENSORS_METADATA_BYTES = 64 * 2**20  # safetensors refuses a header over 100 MB; past this the index goes beside
 
 
-def write_safetensors(table, path, final):
+def write_safetensors(parts, path, final):
     """The vectors, with the index in the metadata (or, for a very long run, in FINAL with .index.json)."""
+    import numpy as np
     import torch
     from safetensors.torch import save_file
 
-    array, index = embedding_arrays(table)
+    matrix = embedding_matrix(parts, lambda shape: np.empty(shape, np.float32))
+    index = list(parts.index())
     metadata = {"inputs": json.dumps([i["input"] for i in index if i["error"] is None], ensure_ascii=False),
                 "index": json.dumps(index, ensure_ascii=False)}
     if sum(len(v.encode()) for v in metadata.values()) > SAFETENSORS_METADATA_BYTES:
         write_index(final, index)
         metadata = {"index_file": final.with_suffix(".index.json").name}
-    save_file({"embeddings": torch.from_numpy(array).contiguous()}, str(path), metadata=metadata)
+    save_file({"embeddings": torch.from_numpy(matrix)}, str(path), metadata=metadata)
 
 
 WRITE = {".jsonl": write_jsonl, ".csv": write_csv, ".parquet": write_parquet, ".npy": write_npy,
          ".safetensors": write_safetensors}
 
 
-def read_rows(path, task):
-    """The rows of a finished output, to resume it (embedding files keep only their index and vectors)."""
+RESUME_ROWS = 4096  # rows of a finished output turned into a part at a time, when a run resumes it
+
+
+def read_chunks(path, task):
+    """The rows of a finished output in lists of RESUME_ROWS, to resume it (embedding files keep only their
+    index and vectors)."""
+    from .streaming import chunks
+
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    if suffix == ".csv":
-        import csv
+        return (batch.to_pylist() for batch in pq.ParquetFile(path).iter_batches(batch_size=RESUME_ROWS))
+    rows = {".jsonl": read_jsonl, ".csv": read_csv}.get(suffix, read_embeddings)(path, task)
+    return chunks(rows, lambda: RESUME_ROWS)
 
-        with open(path, newline="") as f:
-            return [decode_csv_row(row) for row in csv.DictReader(f)]
-    return read_embeddings(path, task)
+
+def read_jsonl(path, task):
+    with open(path) as f:
+        yield from (json.loads(line) for line in f if line.strip())
+
+
+def read_csv(path, task):
+    import csv
+
+    with open(path, newline="") as f:
+        yield from (decode_csv_row(row) for row in csv.DictReader(f))
 
 
 LIST_COLUMNS = ("predictions", "detections", "embedding")  # JSON in a CSV cell
@@ -213,12 +282,13 @@ def read_embeddings(path, task):
     import numpy as np
 
     if path.suffix.lower() == ".npy":
-        vectors, metadata = np.load(path), {}
+        vectors, metadata = np.load(path, mmap_mode="r"), {}
     else:
         from safetensors import safe_open
 
         with safe_open(str(path), "np") as f:
             vectors, metadata = f.get_tensor("embeddings"), f.metadata()
     index = json.loads(metadata.get("index") or path.with_suffix(".index.json").read_text())
-    good = iter(vectors.tolist())
-    return [{**i, "task": task, "embedding": None if i["error"] else next(good)} for i in index]
+    good = iter(vectors)
+    for entry in index:
+        yield {**entry, "task": task, "embedding": None if entry["error"] else next(good).tolist()}
