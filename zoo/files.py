@@ -35,6 +35,9 @@ def check_writable(path):
 
 def _temp_beside(path):
     """An empty file in `path`'s folder (made if missing), where a rename onto `path` cannot cross file systems."""
+    blocker = next((parent for parent in path.parents if parent.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ZooError(f"Cannot write {path}: {blocker} is a file, not a folder. Choose a folder you can write to.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -49,7 +49,7 @@ class Writer:
 
         self.path, self.task, self.resume = check_out(path, task), task, resume
         self.parts = self.path.with_name(self.path.name + ".parts")
-        check_writable(self.parts / "part.check")
+        check_writable(self.path)  # and so its parts folder beside it
         self.lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
 
     def __enter__(self):
