@@ -1,9 +1,13 @@
-"""The CLI: exact output, JSON, errors as one line with a non-zero exit, and no torch at start-up."""
+"""The CLI: exact output, JSON, errors as one line with a non-zero exit, no torch at start-up, the reference."""
 
 import json
+import os
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
 
+import click
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
@@ -111,3 +115,41 @@ def test_cli_exit_code_and_stderr_from_a_real_process(samples, subprocess_env):
                           capture_output=True, text=True, env=subprocess_env)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().splitlines() == ["Error: Unknown model 'nope'. Run 'zoo list' to see every model."]
+
+
+REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+
+
+def command_paths(command, path=("zoo",)):
+    """Every command of the CLI by its words (the root and each leaf; groups only through their commands)."""
+    if not isinstance(command, click.Group):
+        return [path]
+    found = [path] if len(path) == 1 else []
+    for name in command.list_commands(None):
+        found += command_paths(command.get_command(None, name), (*path, name))
+    return found
+
+
+def help_text(cli, path):
+    result = CliRunner().invoke(cli, [*path[1:], "--help"], prog_name="zoo", terminal_width=80, max_content_width=80)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_cli_reference_is_the_help_of_every_command(monkeypatch):
+    """docs/cli.md shows zoo's own commands (no third-party plugin's); ZOO_WRITE_DOCS=1 rewrites it."""
+    from zoo import plugins
+
+    own = [e.name for e in metadata.distribution("zoo").entry_points if e.group == "zoo"]
+    monkeypatch.setenv("ZOO_PLUGINS", ",".join(own))
+    plugins.reset()
+    cli = build_cli()
+    helps = {" ".join(path): help_text(cli, path) for path in command_paths(cli)}
+    text = REFERENCE.read_text()
+    head, *sections = text.split("\n## ")
+    order = [s.split("\n", 1)[0] for s in sections if s.split("\n", 1)[0] in helps]
+    order += [title for title in helps if title not in order]
+    expected = head + "".join(f"\n## {title}\n\n```\n{helps[title]}```\n" for title in order)
+    if os.environ.get("ZOO_WRITE_DOCS"):
+        REFERENCE.write_text(expected)
+    assert text == expected, "docs/cli.md is out of date: ZOO_WRITE_DOCS=1 python -m pytest tests/test_cli.py -k reference"
