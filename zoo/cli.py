@@ -23,12 +23,22 @@ class ZooGroup(click.Group):
         super().__init__(*args, **kwargs)
         from .plugins import Names
 
-        self.names = Names("command")
+        self.names, self.own = Names("command"), {}
 
     def add_command(self, cmd, name=None):
         name = name or cmd.name
         self.names.add(name, cmd, self.owner, override=getattr(cmd, "override", False))
         super().add_command(cmd, name)
+        if self.owner == "zoo":
+            self.own[name] = cmd
+
+    def forget_plugins(self):
+        """Back to zoo's own commands, for build_cli to add those of the plugins loaded now."""
+        from .plugins import Names
+
+        self.commands, self.names = dict(self.own), Names("command")
+        for name, cmd in self.own.items():
+            self.names.add(name, cmd, "zoo")
 
     def invoke(self, ctx):
         try:
@@ -443,6 +453,7 @@ def build_cli():
         cli.owner = owner
         return {"cli": cli}
 
+    cli.forget_plugins()
     call_each("register_commands", arguments)
     cli.owner = "zoo"
     return cli
