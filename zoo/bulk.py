@@ -8,6 +8,7 @@ and the run goes on. Rows are written in chunks; `resume=True` skips what an ear
 """
 
 import collections
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -52,10 +53,10 @@ def run(model, inputs, *, task, out, resume=False, options=None, recursive=False
                        address=address, concurrency=concurrency, load=load or {})
     if engine != "local":
         raise ZooError(f"Unknown engine {engine!r}: use local or ray.")
-    sources_for(False, **reading)  # bad reading options fail before a model loads
+    sources = sources_for(False, **reading)  # bad reading options fail before a model loads
     model = model if isinstance(model, Model) else api.load(model, **(load or {}))
     return run_local(model, inputs, task=task, out=out, resume=resume, options=options or {},
-                     sources=sources_for(model.reads_video, **reading), progress=progress)
+                     sources=dataclasses.replace(sources, whole_videos=model.reads_video), progress=progress)
 
 
 def run_local(model, inputs, *, task, out, resume, options, sources, progress):

@@ -162,29 +162,33 @@ def parquet_schema(parts):
     """Embeddings as a fixed-size list column when every input has one of the same length; with error rows,
     a list column with nulls in their place (pyarrow before 26 cannot write or read nulls in a fixed-size list)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    target, sizes = schema(parts.task), set()
+    target = schema(parts.task)
     if parts.task != "embed":
         return target
-    for column in parts.column("embedding"):
-        if column.null_count:
-            return target
-        sizes.update(pc.list_value_length(column).unique().to_pylist())
-    if len(sizes) != 1:
+    _, missing, sizes = embedding_shape(parts)
+    if missing or len(sizes) != 1:
         return target
     return target.set(target.get_field_index("embedding"), pa.field("embedding", pa.list_(pa.float32(), sizes.pop())))
+
+
+def embedding_shape(parts):
+    """(rows with an embedding, rows without one, the set of their lengths), from the embedding column alone."""
+    import pyarrow.compute as pc
+
+    count, missing, sizes = 0, 0, set()
+    for column in parts.column("embedding"):
+        good = column.drop_null()
+        count, missing = count + len(good), missing + column.null_count
+        sizes.update(pc.list_value_length(good).unique().to_pylist())
+    return count, missing, sizes
 
 
 def embedding_matrix(parts, allocate):
     """The embeddings of the inputs that worked, a row each, filled part by part into allocate((rows, dim))."""
     import pyarrow.compute as pc
 
-    count, sizes = 0, set()
-    for column in parts.column("embedding"):
-        good = column.drop_null()
-        count += len(good)
-        sizes.update(pc.list_value_length(good).unique().to_pylist())
+    count, _, sizes = embedding_shape(parts)
     if len(sizes) > 1:
         raise ZooError(f"The embeddings have different lengths ({sorted(sizes)}), so they make no matrix: write "
                        ".parquet or .jsonl.")
