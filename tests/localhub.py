@@ -3,7 +3,8 @@
 It answers what huggingface_hub asks: the revision (`/api/models/REPO/revision/REV`), the file listing
 (`/api/models/REPO/tree/REV`) and the files (`HEAD`/`GET /REPO/resolve/REV/PATH`, with X-Repo-Commit, ETag,
 X-Linked-Etag/Size for LFS files), plus plain files under /files/ for URL weights. `fail[path] = ...`
-makes an answer fail on demand: 404, 401, 500, "slow", "truncate" or "tamper".
+makes an answer fail on demand: 404, 401, 500, "slow", "truncate" or "tamper";
+`redirects[path] = url` answers with a 302.
 """
 
 import hashlib
@@ -22,6 +23,7 @@ class Hub:
         self.commits = {}  # repo -> {commit: {path: bytes}}
         self.refs = {}  # repo -> {branch: commit}
         self.files = {}  # /files/NAME -> bytes
+        self.redirects = {}  # /files/NAME -> where a 302 sends it
         self.fail, self.requests = {}, []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -97,6 +99,8 @@ class Hub:
 
 def route(hub, path):
     """(status, payload, headers) for a hub path, or None."""
+    if path in hub.redirects:
+        return 302, b"", {"Location": hub.redirects[path]}
     if path.startswith("/files/"):
         data = hub.files.get(path[len("/files/"):])
         return None if data is None else (200, data, {"ETag": f'"{hashlib.sha256(data).hexdigest()}"'})

@@ -409,6 +409,7 @@ def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: p, "is a folder, not an image"),
+    (lambda p: " ", "empty string is not an image path"),
     (lambda p: "x" * 5000 + ".png", "not a usable path"),
     (lambda p: np.zeros((0, 0, 3), np.uint8), "empty"),
     (lambda p: torch.zeros(3, 0, 5), "empty"),

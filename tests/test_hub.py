@@ -190,3 +190,24 @@ def test_catalogue_queries():
     for bad in ("params<<3", "params", "1<params"):
         code, out = run("list", "--where", bad)
         assert code == 1 and out.startswith("Error: --where")
+    for option in ("--where", "--sort", "--fields"):  # a misspelt field is named, not an empty or unsorted list
+        code, out = run("list", option, {"--where": "parms<5e7"}.get(option, "imagenet_top"))
+        assert code == 1 and out.startswith("Error: Unknown field") and "imagenet_top1" in out
+
+
+def test_image_urls_download_bounded_and_redirect_only_to_the_web(hub, samples, monkeypatch):
+    import zoo.inputs
+
+    model = zoo.load("vit-cifar")
+    hub.files["cat.png"] = (samples / "cat.png").read_bytes()
+    hub.redirects["/files/moved.png"] = f"{hub.url}/files/cat.png"
+    hub.redirects["/files/ftp.png"] = "ftp://127.0.0.1:9/cat.png"
+    expected = model.classify(samples / "cat.png")
+    assert model.classify(f"{hub.url}/files/cat.png") == model.classify(f"{hub.url}/files/moved.png") == expected
+    with pytest.raises(zoo.BadInput, match="redirects to ftp:, and zoo follows only http"):
+        model.classify(f"{hub.url}/files/ftp.png")
+    with pytest.raises(zoo.BadInput, match="could not download the image .*404"):
+        model.classify(f"{hub.url}/files/gone.png")
+    monkeypatch.setattr(zoo.inputs, "MAX_DOWNLOAD_BYTES", 100)
+    with pytest.raises(zoo.BadInput, match="larger than 0 MB"):
+        model.classify(f"{hub.url}/files/cat.png")

@@ -5,6 +5,7 @@ pattern). FIELD is a record field (name, plugin, architecture, license, params, 
 (imagenet_top1, cifar10_top1, ...). Numbers compare as numbers; a record without the field never matches.
 """
 
+import dataclasses
 import fnmatch
 import operator
 import os
@@ -24,6 +25,16 @@ def value_of(record, field):
         return record.metrics[field]
     value = getattr(record, field, None)
     return ",".join(value) if isinstance(value, tuple) and all(isinstance(v, str) for v in value) else value
+
+
+def check_fields(fields, records):
+    """A misspelt field would silently match nothing (or sort nothing): name the fields there are instead."""
+    from .records import ModelRecord
+
+    known = {f.name for f in dataclasses.fields(ModelRecord)} | {m for r in records for m in r.metrics}
+    unknown = [f for f in fields if f not in known]
+    if unknown:
+        raise BadInput(f"Unknown field {unknown[0]!r}: use one of {', '.join(sorted(known))}.")
 
 
 def number(text):

@@ -146,14 +146,16 @@ def cli():
 @click.option("--json", "as_json", is_flag=True)
 def list_command(pattern, task, plugin, licenses, where, sort, fields, as_json):
     """List models, optionally matching an fnmatch PATTERN (e.g. 'deit-*')."""
-    from .catalogue import matches, parse_where, sort_records, value_of
+    from .catalogue import check_fields, matches, parse_where, sort_records, value_of
 
     conditions = parse_where(where)
+    columns = [f.strip() for f in (fields or "name,plugin,tasks,params").split(",") if f.strip()]
+    check_fields([c[0] for c in conditions] + columns + ([sort.lstrip("-")] if sort else []),
+                 list(map(api.info, api.list_models())))
     allowed = {v.strip().lower() for v in licenses.split(",")} if licenses else None
     records = [r for r in map(api.info, api.list_models(pattern, task=task, plugin=plugin))
                if matches(r, conditions) and (allowed is None or (r.license or "").lower() in allowed)]
     records = sort_records(records, sort)
-    columns = [f.strip() for f in (fields or "name,plugin,tasks,params").split(",") if f.strip()]
     if as_json:
         return emit_json([{c: value_of(r, c) for c in dict.fromkeys(["name", *columns, "license"])} for r in records])
     shown = [[human_count(v) if c == "params" else "-" if v is None else str(v)

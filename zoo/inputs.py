@@ -7,6 +7,8 @@ import base64
 import binascii
 import io
 import os
+import time
+import urllib.request
 from pathlib import Path
 
 from .config import offline
@@ -16,6 +18,7 @@ from .streaming import Failed, is_file_object, is_tensor
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MAX_IMAGE_PIXELS = 178_956_970  # PIL's own bomb limit; ZOO_MAX_IMAGE_PIXELS changes it
 MAX_DOWNLOAD_BYTES = 64 * 2**20
+DOWNLOAD_SECONDS = 60
 URL_PREFIXES = ("http://", "https://")
 
 
@@ -47,6 +50,8 @@ def open_image(item):
         return _decode(_download(item), item)
     if isinstance(item, str) and item.startswith("data:"):
         return _decode(_data_uri(item), item[:40] + "...")
+    if isinstance(item, str) and not item.strip():  # Path("") is the current folder
+        raise BadInput("An empty string is not an image path: pass a file's path.")
     if isinstance(item, (str, Path)):
         return _open(Path(item))
     if is_tensor(item):
@@ -134,20 +139,35 @@ def _data_uri(uri):
 
 
 def _download(url):
-    """The bytes of an image URL; refused while offline, bounded in size and time."""
-    import urllib.request
-
+    """The bytes of an image URL; refused while offline, bounded in size and time, redirected only to http(s)."""
     if offline():
         raise BadInput(f"{url}: image URLs need the network, and downloads are off (ZOO_OFFLINE/HF_HUB_OFFLINE). "
                        "Download the image and pass its path.")
+    deadline, data = time.monotonic() + DOWNLOAD_SECONDS, b""
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            data = response.read(MAX_DOWNLOAD_BYTES + 1)
+        with urllib.request.build_opener(_WebRedirects).open(url, timeout=DOWNLOAD_SECONDS) as response:
+            while len(data) <= MAX_DOWNLOAD_BYTES and (chunk := response.read(2**20)):
+                data += chunk
+                if time.monotonic() > deadline:  # the timeout bounds each read; this bounds a trickle
+                    raise TimeoutError(f"still downloading after {DOWNLOAD_SECONDS} s")
     except (OSError, ValueError) as e:
         raise BadInput(f"{url}: could not download the image ({e}).") from None
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise BadInput(f"{url}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MB; download it and pass its path.")
     return data
+
+
+def _web_only(newurl):
+    if not newurl.lower().startswith(URL_PREFIXES):
+        raise ValueError(f"it redirects to {newurl.split(':')[0]}:, and zoo follows only http(s)")
+    return newurl
+
+
+class _WebRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib also follows redirects to ftp://; an image URL may lead only to other web addresses."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return super().redirect_request(req, fp, code, msg, headers, _web_only(newurl))
 
 
 def _from_array(array):
