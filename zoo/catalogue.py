@@ -11,7 +11,7 @@ import operator
 import os
 import re
 
-from .config import user_config
+from .config import home, user_config
 from .errors import BadInput, ZooError
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
@@ -86,11 +86,13 @@ def sort_records(records, key):
 
 def allowed_licenses():
     """The licence policy: ZOO_ALLOWED_LICENSES (comma-separated), else allowed_licenses in config.yaml."""
-    value = os.environ.get("ZOO_ALLOWED_LICENSES")
-    value = value.split(",") if value else user_config().get("allowed_licenses")
+    value = os.environ.get("ZOO_ALLOWED_LICENSES") or user_config().get("allowed_licenses")
     if isinstance(value, str):
         value = value.split(",")
-    return {str(v).strip().lower() for v in value if str(v).strip()} if value else None
+    if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ZooError(f"allowed_licenses in {home() / 'config.yaml'} must be a list of licence names, "
+                       "such as [apache-2.0, mit].")
+    return {v.strip().lower() for v in value if v.strip()} if value else None
 
 
 def check_license(record):

@@ -39,8 +39,11 @@ def lock_path():
     return home() / "zoo.lock"
 
 
+SETTINGS = ("allowed_licenses",)  # what config.yaml may set
+
+
 def user_config():
-    """$ZOO_HOME/config.yaml as a mapping (absent: empty)."""
+    """$ZOO_HOME/config.yaml as a mapping (absent: empty); a misspelt setting is an error, not a silent no-op."""
     import yaml
 
     from .errors import ZooError
@@ -52,6 +55,9 @@ def user_config():
         raise ZooError(f"{path}: not a readable YAML config ({' '.join(str(e).split())[:120]}).") from None
     if not isinstance(data, dict):
         raise ZooError(f"{path}: expected a mapping of settings, such as 'allowed_licenses: [apache-2.0, mit]'.")
+    unknown = sorted(set(map(str, data)) - set(SETTINGS))
+    if unknown:
+        raise ZooError(f"{path}: unknown setting {unknown[0]!r}; the settings are {', '.join(SETTINGS)}.")
     return data
 
 
