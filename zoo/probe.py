@@ -109,12 +109,12 @@ def probe(backbone, *, dataset="cifar10", data_root=None, name=None, limit=None,
     from .registry import save_user_record
 
     check_name(name)
+    train = get_dataset(dataset, data_root, "train").subset(limit)  # a missing dataset fails before a download
+    test = get_dataset(dataset, data_root, "test").subset(test_limit)
     model = backbone if isinstance(backbone, Model) else api.load(backbone, device=device, dtype=dtype,
                                                                    batch_size=batch_size)
     if not model.supports("embed"):
         raise model.unsupported("embed", "A probe needs embeddings.")
-    train = get_dataset(dataset, data_root, "train").subset(limit)
-    test = get_dataset(dataset, data_root, "test").subset(test_limit)
     train_f = cached_features(model, train, progress=progress)
     test_f = cached_features(model, test, progress=progress)
     head = train_linear(train_f, train.targets, len(train.classes), epochs=epochs)

@@ -45,7 +45,7 @@ def register_loaders(register):
 
 
 @click.command(name="train")
-@click.argument("name", type=click.Choice(["vit-cifar"]))
+@click.argument("name", type=click.Choice(["vit-cifar"]), metavar="NAME")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu", show_default=True)
 @click.option("--data-root", type=click.Path(), required=True, help="Folder with cifar-10-batches-py/.")
 @click.option("--out", type=click.Path(), default=None, help="Output folder [runs/NAME-PRESET].")
