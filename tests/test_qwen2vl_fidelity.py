@@ -15,18 +15,11 @@ from qwen_vl_utils import process_vision_info, vision_process
 from transformers import AutoProcessor
 
 import zoo
+from zoo_qwen2vl.testing import official_read_video
+from zoo_qwen2vl.video import frame_times
 
 KEYS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")
 SEED_QUESTION = "How many dogs do you see? Reply in Chinese."
-
-
-def read_video_standin(path, start_pts=0.0, end_pts=None, pts_unit="sec", output_format="TCHW"):
-    """torchvision.io.read_video's answer, decoded with PyAV: every frame in [start, end] seconds."""
-    with av.open(str(path)) as container:
-        fps = float(container.streams.video[0].average_rate)
-        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in container.decode(video=0)
-                  if f.time >= start_pts and (end_pts is None or f.time <= end_pts)]
-    return torch.stack(frames), torch.empty(0), {"video_fps": fps}
 
 
 @pytest.fixture
@@ -36,7 +29,7 @@ def official(qwen2vl_tiny, monkeypatch):
 
     def run(chats):
         with monkeypatch.context() as patch:
-            patch.setattr(torchvision.io, "read_video", read_video_standin, raising=False)
+            patch.setattr(torchvision.io, "read_video", official_read_video, raising=False)
             patch.setitem(vision_process.VIDEO_READER_BACKENDS, "torchvision", vision_process._read_video_torchvision)
             images, videos, video_kwargs = process_vision_info(chats, return_video_kwargs=True)
         video_kwargs.pop("fps")  # a per-video list this processor refuses; Qwen2-VL's tensors do not use it
@@ -67,11 +60,12 @@ def image_file(tmp_path, size, mode="RGB"):
     return path
 
 
-def video_file(tmp_path, seconds, fps, size=(64, 48)):
-    path = tmp_path / f"clip-{seconds}s-{fps}fps-{size[0]}x{size[1]}.mp4"
+def video_file(tmp_path, seconds, fps, size=(64, 48), *, suffix="mp4", codec="mpeg4", b_frames=0):
+    path = tmp_path / f"clip-{seconds}s-{fps}fps-{size[0]}x{size[1]}-{codec}-{b_frames}.{suffix}"
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.codec_context.max_b_frames = b_frames  # B-frames: packets arrive out of presentation order
         for i in range(seconds * fps):
             frame = np.full((size[1], size[0], 3), (7 * i) % 255, np.uint8)
             frame[:, : size[0] // 2, i % 3] = 255
@@ -139,6 +133,17 @@ def test_videos_match_the_official_path(model, official, tmp_path, clip, options
     assert_same(ours, expected)
     if options is SEED_VIDEO and clip == (10, 5):
         assert ours["video_grid_thw"][0, 0].item() == 5  # 10 frames, in temporal pairs: 1 fps, as asked
+
+
+@pytest.mark.parametrize("suffix, codec", [("mp4", "mpeg4"), ("mkv", "mpeg4"), ("avi", "mpeg4"), ("mp4", "libx264"),
+                                           ("webm", "libvpx-vp9")])
+def test_containers_and_reordered_frames_match_the_official_path(model, official, tmp_path, suffix, codec):
+    """zoo counts frames from the packets' timestamps; the official path decodes every frame to count them."""
+    path = str(video_file(tmp_path, 5, 6, suffix=suffix, codec=codec, b_frames=2))
+    assert frame_times(av, path, 0, None) == frame_times(av, path, 0, None, from_packets=False)  # the fallback
+    for options in ({"nframes": 6}, {"fps": 2.0, "video_start": 1.0, "video_end": 3.5}):
+        chat = message({"type": "video", "video": path, **options}, text="Describe this video.")
+        assert_same(model.model_inputs(chat), official([chat]))
 
 
 def test_load_options_reach_videos_given_by_path(qwen2vl_tiny, official, tmp_path):

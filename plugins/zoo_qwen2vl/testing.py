@@ -1,4 +1,5 @@
-"""A random Qwen2-VL with the Qwen special tokens and chat template, saved like a real checkpoint (tests, benchmarks)."""
+"""For tests and benchmarks: a random Qwen2-VL with the Qwen special tokens and chat template, saved like a real
+checkpoint, and the official video reader to compare zoo's with."""
 
 import torch
 
@@ -69,3 +70,15 @@ def qwen2_vl(path, seed=0, size="tiny"):
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def official_read_video(path, start_pts=0.0, end_pts=None, pts_unit="sec", output_format="TCHW"):
+    """torchvision.io.read_video's answer (which qwen-vl-utils' default reader calls; torchvision 0.29 lacks it),
+    decoded with PyAV as torchvision did: every frame, keeping those in [start, end] seconds."""
+    import av
+
+    with av.open(str(path)) as container:
+        fps = float(container.streams.video[0].average_rate)
+        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in container.decode(video=0)
+                  if f.time >= start_pts and (end_pts is None or f.time <= end_pts)]
+    return torch.stack(frames), torch.empty(0), {"video_fps": fps}

@@ -2,8 +2,9 @@
 
 `read_video` keeps the contract and the sampling of qwen-vl-utils' torchvision reader
 (`_read_video_torchvision`: frames between video_start and video_end, `smart_nframes` frames at
-`linspace(0, total - 1, n).round()`); it decodes only the frames it keeps. Everything after reading
-(the video pixel budget, resizing, sample fps) stays qwen-vl-utils' own `fetch_video`.
+`linspace(0, total - 1, n).round()`); it counts the frames from the packets' timestamps, without decoding,
+and decodes only up to the last frame it keeps. Everything after reading (the video pixel budget, resizing,
+sample fps) stays qwen-vl-utils' own `fetch_video`.
 """
 
 from pathlib import Path
@@ -12,43 +13,71 @@ from zoo.errors import BadInput, require
 from zoo.inputs import check_pixels
 
 
-def frame_times(container, start, end):
-    """Presentation times (s) of the frames between start and end, as torchvision's read_video keeps them."""
-    return [t for t in (f.time for f in container.decode(video=0)) if t >= start and (end is None or t <= end)]
+def frame_times(av, path, start, end, *, from_packets=True):
+    """(fps, presentation times in s of the frames between start and end, as torchvision's read_video keeps them).
+
+    From the packets' timestamps (no decoding) when every packet has one, else from decoding every frame.
+    """
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        check_pixels(path, stream.width, stream.height, "a video frame")
+        fps, base = float(stream.average_rate or 0) or 1.0, stream.time_base
+        stamps = [p.pts for p in container.demux(stream) if p.size] if from_packets else [None]
+    if None in stamps:
+        with av.open(str(path)) as container:  # a new pass: some streams cannot seek
+            stamps = [f.pts for f in container.decode(video=0) if f.pts is not None]
+    times = sorted(float(pts) * base.numerator / base.denominator for pts in stamps)  # as av's frame.time
+    return fps, [t for t in times if t >= start and (end is None or t <= end)]
+
+
+def decode_kept(av, path, keep):
+    """{time: CHW uint8 frame} for the frames at the times in `keep`; stops after the last one."""
+    import torch
+
+    decoded = {}
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.time in keep:
+                decoded[frame.time] = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+                if len(decoded) == len(keep):
+                    break
+    return decoded
+
+
+def sample(av, path, ele, *, from_packets):
+    """(TCHW frames, metadata, sample fps) as qwen-vl-utils samples them; None when a frame the packets
+    announced was never decoded."""
+    import torch
+    from qwen_vl_utils.vision_process import smart_nframes
+
+    fps, times = frame_times(av, path, ele.get("video_start", 0.0), ele.get("video_end", None),
+                             from_packets=from_packets)
+    if len(times) < 2:
+        raise BadInput(f"{path} has {len(times)} video frame(s) in range; a video needs at least 2 "
+                       "(pass a still as an image).")
+    nframes = smart_nframes(ele, total_frames=len(times), video_fps=fps)
+    index = torch.linspace(0, len(times) - 1, nframes).round().long()
+    kept = [times[i] for i in index.tolist()]  # rounding may sample a frame twice
+    decoded = decode_kept(av, path, set(kept))
+    if not set(kept) <= decoded.keys():
+        return None
+    metadata = dict(fps=fps, frames_indices=index, total_num_frames=len(times), video_backend="pyav")
+    return torch.stack([decoded[t] for t in kept]), metadata, nframes / len(times) * fps
 
 
 def read_video(ele):
     """(TCHW uint8 frames, metadata, sample fps) for a qwen-vl-utils video element with a local path."""
-    import torch
-    from qwen_vl_utils.vision_process import smart_nframes
-
     av = require("av", "vlm")
     path = check_path(ele["video"])
-    start, end = ele.get("video_start", 0.0), ele.get("video_end", None)
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            check_pixels(path, stream.width, stream.height, "a video frame")
-            fps = float(stream.average_rate or 0) or 1.0
-            times = frame_times(container, start, end)
-            total = len(times)
-            if total < 2:
-                raise BadInput(f"{path} has {total} video frame(s) in range; a video needs at least 2 "
-                               "(pass a still as an image).")
-            nframes = smart_nframes(ele, total_frames=total, video_fps=fps)
-            index = torch.linspace(0, total - 1, nframes).round().long()
-            keep, decoded = {times[i] for i in index.tolist()}, {}
-            container.seek(0)
-            for frame in container.decode(video=0):
-                if frame.time in keep:
-                    decoded[frame.time] = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+        result = sample(av, path, ele, from_packets=True) or sample(av, path, ele, from_packets=False)
     except (av.error.FFmpegError, IndexError) as e:
         raise BadInput(f"{path} is not a readable video ({e}).") from None
     except ValueError as e:  # smart_nframes: the sampling asked for does not fit the video
         raise BadInput(f"{path}: {e}") from None
-    video = torch.stack([decoded[times[i]] for i in index.tolist()])  # rounding may sample a frame twice
-    metadata = dict(fps=fps, frames_indices=index, total_num_frames=total, video_backend="pyav")
-    return video, metadata, nframes / max(total, 1e-6) * fps
+    if result is None:
+        raise BadInput(f"{path} is not a readable video (its frames decode differently on each pass).")
+    return result
 
 
 def check_path(value):
