@@ -25,6 +25,8 @@ from zoo import bench, plugins, probe, registry, results
 from zoo.cli import build_cli
 from zoo.hookspecs import hookimpl
 from zoo.inputs import load_image
+from zoo.sources import frames
+from zoo.streaming import Failed
 
 pytestmark = pytest.mark.filterwarnings("ignore:zoo plugin:UserWarning")
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,15 +388,62 @@ def test_damaged_training_checkpoint(cifar_root, tmp_path):
               test_limit=20)
 
 
-def write_video(path, frames):
-    """`frames` black 32x32 frames at 8 fps."""
-    with av.open(str(path), "w") as container:
+def write_video(path, frames, size=32, title=None, start=0, **options):
+    """`frames` black size x size frames at 8 fps from frame `start` (options: av.open's, such as format)."""
+    with av.open(str(path), "w", **options) as container:
+        if title:
+            container.metadata["title"] = title
         stream = container.add_stream("mpeg4", rate=8)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for _ in range(frames):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.zeros((size, size, 3), np.uint8), format="rgb24")
+            frame.pts = start + i
+            container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def damaged_videos(folder):
+    """{file: what zoo says of it}: videos as they come from the wild, each damaged one way."""
+    named = write_video(folder / "named.mp4", 8, title="TITLE!")  # a title that is not UTF-8 must not stop it
+    named.write_bytes(named.read_bytes().replace(b"TITLE!", b"\xd0\xff\xfe\xd0\xff\xfe"))
+    codec = write_video(folder / "codec.avi", 8)  # a codec tag no decoder answers to
+    codec.write_bytes(codec.read_bytes().replace(b"FMP4", b"ZZZZ"))
+    with av.open(str(folder / "sound.mp4"), "w") as container:  # audio alone
+        stream = container.add_stream("aac", rate=8000)
+        for i in range(4):
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 8000, 1024 * i
+            container.mux(stream.encode(sound))
+        container.mux(stream.encode(None))
+    return {named: None, codec: "no decoder for its video stream", folder / "sound.mp4": "has no video stream"}
+
+
+def test_damaged_videos_are_one_line_or_an_error_row(tmp_path, qwen2vl_tiny):
+    model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
+    damaged = damaged_videos(tmp_path)
+    for path, message in damaged.items():
+        if message is None:
+            assert model.describe(path, max_new_tokens=2)
+            continue
+        with pytest.raises(zoo.BadInput, match=message):
+            model.describe(path)
+    zoo.run("vit-cifar", tmp_path, task="classify", out=tmp_path / "rows.jsonl")  # image models read the frames
+    rows = {row["input"]: row["error"] for row in map(json.loads, (tmp_path / "rows.jsonl").read_text().splitlines())}
+    assert [error for name, error in rows.items() if "named.mp4#t=" in name] == [None]  # 1 s, read at 1 fps
+    for path, message in damaged.items():
+        assert message is None or message in rows[str(path)]
+
+
+def test_frames_larger_than_the_header_said_are_refused(tmp_path, monkeypatch):
+    """A stream can change size mid-way: the pixel limit holds for every frame, not only the header's size."""
+    small = write_video(tmp_path / "small.m4v", 8, format="m4v")  # a raw stream: two can be joined
+    large = write_video(tmp_path / "large.m4v", 8, size=96, start=8, format="m4v")
+    (tmp_path / "grows.m4v").write_bytes(small.read_bytes() + large.read_bytes())
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", str(64 * 64))
+    values = [item.value for item in frames(tmp_path / "grows.m4v", 8.0)]
+    assert len(values) == 9 and not any(isinstance(value, Failed) for value in values[:8])
+    assert "96x96 is larger than zoo's limit of 4096 pixels" in values[8].error
 
 
 def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):

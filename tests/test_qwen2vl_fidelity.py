@@ -140,7 +140,7 @@ def test_videos_match_the_official_path(model, official, tmp_path, clip, options
 def test_containers_and_reordered_frames_match_the_official_path(model, official, tmp_path, suffix, codec):
     """zoo counts frames from the packets' timestamps; the official path decodes every frame to count them."""
     path = str(video_file(tmp_path, 5, 6, suffix=suffix, codec=codec, b_frames=2))
-    assert frame_times(av, path, 0, None) == frame_times(av, path, 0, None, from_packets=False)  # the fallback
+    assert frame_times(path, 0, None) == frame_times(path, 0, None, from_packets=False)  # the fallback
     for options in ({"nframes": 6}, {"fps": 2.0, "video_start": 1.0, "video_end": 3.5}):
         chat = message({"type": "video", "video": path, **options}, text="Describe this video.")
         assert_same(model.model_inputs(chat), official([chat]))

@@ -5,6 +5,7 @@ Anything else, or anything unreadable, is a BadInput naming the input and what t
 
 import base64
 import binascii
+import contextlib
 import io
 import os
 import time
@@ -12,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from .config import offline
-from .errors import BadInput
+from .errors import BadInput, require
 from .streaming import Failed, is_file_object, is_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -112,6 +113,22 @@ def check_pixels(name, width, height, what="the image"):
                        "(raise ZOO_MAX_IMAGE_PIXELS if you trust it).")
     if width * height == 0:
         raise BadInput(f"{name}: {what} is empty ({width}x{height}).")
+
+
+@contextlib.contextmanager
+def open_video(path):
+    """(PyAV container, its first video stream), checked before any decoding: a stream to decode, frames within
+    the pixel limit. Text metadata that is not UTF-8 is skipped (it does not stop a video from playing)."""
+    av = require("av", "vlm")
+    with av.open(str(path), metadata_errors="ignore") as container:
+        if not container.streams.video:
+            raise BadInput(f"{path} has no video stream.")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise BadInput(f"{path} is not a readable video (no decoder for its video stream: a damaged file, or a "
+                           "codec this PyAV lacks).")
+        check_pixels(path, stream.width, stream.height, "a video frame")
+        yield container, stream
 
 
 def _eight_bit(image):

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import IMAGE_SUFFIXES
-from .errors import BadInput
+from .errors import BadInput, require
 from .inputs import URL_PREFIXES as WEB_PREFIXES
-from .inputs import VIDEO_SUFFIXES, check_pixels, is_video
+from .inputs import VIDEO_SUFFIXES, check_pixels, is_video, open_video
 from .streaming import Failed
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
@@ -159,17 +159,16 @@ def reason(error):
 
 def frames(path, fps):
     """A video's frames at `fps` frames per second, decoded with PyAV as they are read."""
-    import av
-
+    av = require("av", "vlm")
     try:
-        with av.open(str(path)) as container:
-            check_pixels(path, container.streams.video[0].width, container.streams.video[0].height, "a video frame")
+        with open_video(path) as (container, _):
             step, next_time = 1.0 / fps, 0.0
             for frame in container.decode(video=0):
                 if frame.time is not None and frame.time + 1e-9 >= next_time:
+                    check_pixels(path, frame.width, frame.height, "a video frame")  # sizes may change mid-stream
                     yield Item(f"{path}#t={frame.time:.3f}", frame.to_image(), frame.time)
                     next_time += step * (1 + int((frame.time - next_time) // step))
-    except (av.error.FFmpegError, IndexError) as e:  # one error row, and the run goes on
+    except av.error.FFmpegError as e:  # one error row, and the run goes on
         yield Item(str(path), Failed(f"{path} is not a readable video ({e})."))
     except BadInput as e:
         yield Item(str(path), Failed(str(e)))

@@ -10,47 +10,49 @@ sample fps) stays qwen-vl-utils' own `fetch_video`.
 from pathlib import Path
 
 from zoo.errors import BadInput, require
-from zoo.inputs import check_pixels
+from zoo.inputs import check_pixels, open_video
 
 
-def frame_times(av, path, start, end, *, from_packets=True):
+def frame_times(path, start, end, *, from_packets=True):
     """(fps, presentation times in s of the frames between start and end, as torchvision's read_video keeps them).
 
     From the packets' timestamps (no decoding) when every packet has one, else from decoding every frame.
     """
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        check_pixels(path, stream.width, stream.height, "a video frame")
+    with open_video(path) as (container, stream):
         fps, base = float(stream.average_rate or 0) or 1.0, stream.time_base
         stamps = [p.pts for p in container.demux(stream) if p.size] if from_packets else [None]
     if None in stamps:
-        with av.open(str(path)) as container:  # a new pass: some streams cannot seek
-            stamps = [f.pts for f in container.decode(video=0) if f.pts is not None]
+        with open_video(path) as (container, stream):  # a new pass: some streams cannot seek
+            stamps = [f.pts for f in container.decode(stream) if f.pts is not None]
     times = sorted(float(pts) * base.numerator / base.denominator for pts in stamps)  # as av's frame.time
     return fps, [t for t in times if t >= start and (end is None or t <= end)]
 
 
-def decode_kept(av, path, keep):
+def decode_kept(path, keep):
     """{time: CHW uint8 frame} for the frames at the times in `keep`; stops after the last one."""
     import torch
 
-    decoded = {}
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
+    decoded, size = {}, None
+    with open_video(path) as (container, stream):
+        for frame in container.decode(stream):
             if frame.time in keep:
+                check_pixels(path, frame.width, frame.height, "a video frame")
+                if (size := size or (frame.width, frame.height)) != (frame.width, frame.height):
+                    raise BadInput(f"{path}: its frames change size ({size[0]}x{size[1]}, then {frame.width}x"
+                                   f"{frame.height}); Qwen2-VL reads a video as frames of one size.")
                 decoded[frame.time] = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
                 if len(decoded) == len(keep):
                     break
     return decoded
 
 
-def sample(av, path, ele, *, from_packets):
+def sample(path, ele, *, from_packets):
     """(TCHW frames, metadata, sample fps) as qwen-vl-utils samples them; None when a frame the packets
     announced was never decoded."""
     import torch
     from qwen_vl_utils.vision_process import smart_nframes
 
-    fps, times = frame_times(av, path, ele.get("video_start", 0.0), ele.get("video_end", None),
+    fps, times = frame_times(path, ele.get("video_start", 0.0), ele.get("video_end", None),
                              from_packets=from_packets)
     if len(times) < 2:
         raise BadInput(f"{path} has {len(times)} video frame(s) in range; a video needs at least 2 "
@@ -58,7 +60,7 @@ def sample(av, path, ele, *, from_packets):
     nframes = smart_nframes(ele, total_frames=len(times), video_fps=fps)
     index = torch.linspace(0, len(times) - 1, nframes).round().long()
     kept = [times[i] for i in index.tolist()]  # rounding may sample a frame twice
-    decoded = decode_kept(av, path, set(kept))
+    decoded = decode_kept(path, set(kept))
     if not set(kept) <= decoded.keys():
         return None
     metadata = dict(fps=fps, frames_indices=index, total_num_frames=len(times), video_backend="pyav")
@@ -70,8 +72,8 @@ def read_video(ele):
     av = require("av", "vlm")
     path = check_path(ele["video"])
     try:
-        result = sample(av, path, ele, from_packets=True) or sample(av, path, ele, from_packets=False)
-    except (av.error.FFmpegError, IndexError) as e:
+        result = sample(path, ele, from_packets=True) or sample(path, ele, from_packets=False)
+    except av.error.FFmpegError as e:
         raise BadInput(f"{path} is not a readable video ({e}).") from None
     except ValueError as e:  # smart_nframes: the sampling asked for does not fit the video
         raise BadInput(f"{path}: {e}") from None
