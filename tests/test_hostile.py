@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import socket
 import sqlite3
 import time
@@ -349,6 +350,18 @@ def test_weights_for_another_network_name_the_keys(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(zoo.MissingWeights, match="No weights file"):
         zoo.load("vit-cifar", weights=tmp_path / "empty")
+
+
+@pytest.mark.parametrize("config, message", [
+    ("{not json", "config.json is not a readable run config"),
+    ("[1, 2]", "expected a JSON object whose model_args is an object"),
+    ('{"model_args": {"depth": "deep"}}', "cannot build vit from .*'depth': 'deep'.* Check the model_args in .*config.json"),
+])
+def test_a_damaged_run_config_is_one_line(tmp_path, config, message):
+    shutil.copy(zoo.load("vit-cifar").weights_path / "model.safetensors", tmp_path)
+    (tmp_path / "config.json").write_text(config)
+    with pytest.raises(zoo.BadInput, match=message):
+        zoo.load("vit-cifar", weights=tmp_path)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -118,6 +118,9 @@ def test_alias_clash_is_an_error():
         ({"labels": 3}, "labels", "label-set name"),
         ({"metrics": {"top1": "high"}}, "metrics", "number"),
         ({"params": -1}, "params", "positive"),
+        ({"license": ["mit"]}, "license", "a string"),  # the licence policy reads it as text
+        ({"description": 3}, "description", "a string"),
+        ({"preprocess": {"input_size": [3, True, True]}}, "preprocess.input_size", "[channels, height, width]"),
     ],
 )
 def test_yaml_validation_names_file_record_and_field(registry_file, change, field, message):

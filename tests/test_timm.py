@@ -122,6 +122,15 @@ def test_bad_inputs_through_a_model(tmp_path):
         model.describe(tmp_path / "x.png")
 
 
+@pytest.mark.parametrize("model_args, message", [
+    ({"depth": "two"}, "cannot build deit_tiny_patch16_224.fb_in1k from {'depth': 'two'"),
+    ({"colour": "red"}, "unexpected keyword argument 'colour'"),
+])
+def test_model_args_timm_refuses_are_one_line(tmp_path, model_args, message):
+    with pytest.raises(zoo.BadInput, match=message):
+        zoo.load("deit-tiny", weights=tmp_path, model_args=model_args)
+
+
 def test_out_of_memory_halves_the_batch_and_keeps_every_result(tmp_path, samples, monkeypatch):
     _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
     model = zoo.load("deit-tiny", weights=path, batch_size=8, model_args=TINY)

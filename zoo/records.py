@@ -105,11 +105,18 @@ def parse_record(data, source="code"):
         weights=_weights(data.get("weights"), lambda f, p: bad(f, p)),
         preprocess=_preprocess(data.get("preprocess"), lambda f, p: bad(f, p)),
         labels=_labels(data.get("labels"), bad), tasks=_tasks(data.get("tasks", []), bad),
-        license=data.get("license"), paper=data.get("paper"),
+        license=_text(data, "license", bad), paper=_text(data, "paper", bad),
         params=int(params) if _positive(params, bad) else None,
         metrics=_mapping(data, "metrics", "expected a mapping of metric name to number", bad, numbers=True),
-        description=data.get("description"), source=source,
+        description=_text(data, "description", bad), source=source,
     )
+
+
+def _text(data, key, bad):
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad(key, "expected a string")
+    return value
 
 
 def _tasks(value, bad):
@@ -189,7 +196,7 @@ def _preprocess(value, bad):
     size = value.get("input_size", Preprocess.input_size)
     if isinstance(size, int):
         size = (3, size, size)
-    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(s, int) and s > 0 for s in size)):
+    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(_finite(s) and s == int(s) > 0 for s in size)):
         raise bad("preprocess.input_size", "expected [channels, height, width] or one integer")
     for key in ("mean", "std"):
         v = value.get(key, getattr(Preprocess, key))
@@ -201,10 +208,10 @@ def _preprocess(value, bad):
     if interpolation not in INTERPOLATIONS:
         raise bad("preprocess.interpolation", f"expected one of {', '.join(INTERPOLATIONS)}")
     crop = value.get("crop_pct", Preprocess.crop_pct)
-    if not isinstance(crop, (int, float)) or not 0 < crop <= 1:
+    if not _finite(crop) or not 0 < crop <= 1:
         raise bad("preprocess.crop_pct", "expected a number in (0, 1]")
     return Preprocess(
-        input_size=tuple(size),
+        input_size=tuple(int(s) for s in size),
         mean=tuple(float(x) for x in value.get("mean", Preprocess.mean)),
         std=tuple(float(x) for x in value.get("std", Preprocess.std)),
         interpolation=interpolation,

@@ -16,6 +16,18 @@ class EmbedOptions:
     patch_tokens: bool = False  # the patch tokens (without prefix tokens) instead of the pooled embedding
 
 
+def build_network(record, build, args, where=None):
+    """build(**args): the network a record describes. Arguments it refuses (a record's model_args, a config
+    file's, load options) are one line naming the model, the arguments and where they came from."""
+    from .errors import BadInput
+
+    try:
+        return build(**args)
+    except (TypeError, ValueError, RuntimeError, KeyError, OverflowError) as e:
+        raise BadInput(f"{record.name}: cannot build {record.architecture} from {args} ({' '.join(str(e).split())}). "
+                       f"Check the model_args in {where or record.source}, and the options given to zoo.load.") from None
+
+
 def eval_transform(pre: Preprocess):
     """timm's eval transform: resize to size/crop_pct, centre crop, to a uint8 tensor (normalised later)."""
     from torchvision import transforms as T

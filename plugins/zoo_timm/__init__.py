@@ -5,12 +5,13 @@ pretrained tag) and holds only what differs; preprocessing, labels and the weigh
 from timm unless the record gives them.
 """
 
+import functools
 from dataclasses import dataclass
 
 import zoo
 from zoo.options import given, option
 from zoo.records import ModelRecord, Preprocess, Weights
-from zoo.vision import ImageModel
+from zoo.vision import ImageModel, build_network
 
 PLUGIN = "timm"
 PREFIX = "timm:"
@@ -56,7 +57,8 @@ class TimmModel(ImageModel):
 
         changes = {k: v for k, v in given(options).items() if v is not None and k != "model_args"}
         changes.update(options.model_args or {})
-        module = timm.create_model(record.architecture, pretrained=False, **{**record.model_args, **changes})
+        module = build_network(record, functools.partial(timm.create_model, record.architecture, pretrained=False),
+                               {**record.model_args, **changes})
         if weights is not None:
             apply_state_dict(module, load_state_dict(weights), record.name)
         imagenet = module.num_classes == 1000 == module.pretrained_cfg.get("num_classes")

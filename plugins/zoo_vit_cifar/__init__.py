@@ -7,7 +7,7 @@ import click
 
 import zoo
 from zoo.cli import POSITIVE, PositiveFloat, device_option
-from zoo.vision import ImageModel
+from zoo.vision import ImageModel, build_network
 
 from .presets import PRESETS
 
@@ -26,9 +26,10 @@ class VitCifar(ImageModel):
 
         if weights is None:
             raise zoo.MissingWeights(f"Model {record.name!r} has no weights source; pass weights=DIR.")
-        config_file = Path(weights) / "config.json" if Path(weights).is_dir() else None
-        config = json.loads(config_file.read_text()) if config_file and config_file.exists() else {}
-        module = ViT(**{**record.model_args, **config.get("model_args", {})})
+        config_file = Path(weights) / "config.json"
+        config = run_config(config_file)
+        module = build_network(record, ViT, {**record.model_args, **config.get("model_args", {})},
+                               where=config_file if "model_args" in config else None)
         apply_state_dict(module, load_state_dict(weights), record.name)
         preprocess = record.preprocess
         if "preprocess" in config:
@@ -37,6 +38,19 @@ class VitCifar(ImageModel):
         labels = config.get("labels") or resolve_labels(record.labels)
         return cls(record, runtime, module, labels=labels, preprocess=preprocess, attention="sdpa",
                    weights_path=weights)
+
+
+def run_config(path):
+    """A training output folder's config.json as a mapping (none there: {})."""
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise zoo.BadInput(f"{path} is not a readable run config ({e}).") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_args", {}), dict):
+        raise zoo.BadInput(f"{path}: expected a JSON object whose model_args is an object.")
+    return config
 
 
 @zoo.hookimpl
