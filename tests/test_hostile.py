@@ -101,6 +101,14 @@ def test_offline_urls_in_chat_messages_make_no_request(qwen2vl_tiny, no_network,
     assert no_network == []
     with pytest.raises(zoo.BadInput, match="base64 payload is damaged"):
         load_image("data:image/png;base64,not base64!")
+    # qwen-vl-utils downloads an image_url part itself, offline or not: zoo reads it instead.
+    chat[0]["content"][0] = {"type": "image_url", "image_url": "http://127.0.0.1:9/cat.png"}
+    with pytest.raises(zoo.BadInput, match="need the network, and downloads are off"):
+        model.describe(chat, max_new_tokens=2)
+    chat[0]["content"][0]["image_url"] = str(samples / "cat.png")
+    assert model.describe(chat, max_new_tokens=2) == model.describe(samples / "cat.png", prompt="What is it?",
+                                                                     max_new_tokens=2)
+    assert no_network == []
 
 
 def test_offline_loading_and_running_make_no_request(no_network, florence2_tiny, qwen2vl_tiny, samples, tmp_path):

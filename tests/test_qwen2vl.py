@@ -1,5 +1,7 @@
 """Qwen2-VL on a tiny random model with an offline tokenizer, loaded through the real weights path."""
 
+import re
+
 import av
 import numpy as np
 import pytest
@@ -166,10 +168,37 @@ def test_bad_inputs(model, samples, tmp_path):
         model.describe([])
     with pytest.raises(zoo.BadInput, match="labels you give"):
         model.classify(samples / "cat.png")
+    with pytest.raises(zoo.BadInput, match=re.escape("The prompt or a label: the text holds <|video_pad|>")):
+        model.classify(samples / "cat.png", labels=["cat", "<|video_pad|>"])
+    with pytest.raises(zoo.BadInput, match="prompt=array"):  # not a prompt, nor one per input
+        model.describe(samples / "cat.png", prompt=np.zeros(3))
     with pytest.raises(zoo.BadInput, match="URLs need the network"):
         model.describe("https://example.com/cat.png")
     with pytest.raises(zoo.BadInput, match="not found"):
         model.describe(tmp_path / "missing.png")
+
+
+CAT = {"type": "image", "image": "samples/cat.png"}
+
+
+@pytest.mark.parametrize("chat, message", [
+    ([{"role": "user", "content": 28}], "message 0: 'content' must be text or a non-empty list of parts"),
+    ([{"role": "user", "content": []}], "message 0: 'content' must be"),
+    ([{"role": None, "content": "hi"}], "message 0: 'role' must be a name"),
+    ([{"role": "<|image_pad|>", "content": "hi"}], "message 0: the text holds <|image_pad|>"),
+    ([{"role": "user", "content": [CAT, 1]}], "message 0, part 1: expected a dict"),
+    ([{"role": "user", "content": [{"type": "image", "text": "x"}]}], "part 0: an image part needs 'image'"),
+    ([{"role": "user", "content": [{"type": "text", "video": None}]}], "a video part needs 'video'"),
+    ([{"role": "user", "content": [{"type": "text", "text": 5}]}], "a text part needs 'text', a string"),
+    ([{"role": "user", "content": [CAT, {"type": "text", "text": "<|image_pad|> twice"}]}], "holds <|image_pad|>"),
+    ([{"role": "user", "content": [{**CAT, "max_pixels": "many"}]}], "max_pixels='many' must be a finite number"),
+    ([{"role": "user", "content": [{**CAT, "resized_height": float("nan")}]}], "resized_height=nan"),
+    ([{"role": "user", "content": [{**CAT, "min_pixels": 10**7, "max_pixels": 10**6}]}], "is above max_pixels"),
+    ([{"role": "user", "content": [{"type": "video", "video": "x.mp4", "video_start": -1}]}], "0 or more"),
+])
+def test_chats_that_are_not_the_official_format_are_one_line(model, chat, message):
+    with pytest.raises(zoo.BadInput, match=re.escape(message)):
+        model.describe(chat, max_new_tokens=2)
 
 
 def test_device_map_and_a_forced_split_give_the_same_answer(tiny, samples):

@@ -70,15 +70,21 @@ def open_image(item):
 def _open(path):
     if is_video(path):
         raise BadInput(f"{path} is a video; this model reads images (Qwen2-VL models describe videos).")
+    with open(existing_file(path, "an image"), "rb") as f:
+        return _decode(f, path)
+
+
+def existing_file(path, what):
+    """`path` when it names a file; else one line saying what it names instead. `what`: 'an image', 'a video'."""
+    noun = what.split()[-1]
     try:
         if path.is_dir():
-            raise BadInput(f"{path} is a folder, not an image: pass the image files in it.")
+            raise BadInput(f"{path} is a folder, not {what}: pass the {noun} files in it.")
         if not path.is_file():
-            raise BadInput(f"Image file not found: {path}")
+            raise BadInput(f"{noun.capitalize()} file not found: {path}")
     except OSError as e:  # a name too long for the file system, say
         raise BadInput(f"{str(path)[:80]}...: not a usable path ({e.strerror}).") from None
-    with open(path, "rb") as f:
-        return _decode(f, path)
+    return path
 
 
 def _decode(source, name):

@@ -119,7 +119,7 @@ class VisionLanguageModel(Model):
         for name in self.per_input_options:
             value = options.get(name)
             given = len(inputs) if isinstance(inputs, (list, tuple)) else 1
-            if (per_input(value) or value == []) and len(value) != given:
+            if isinstance(value, (list, tuple)) and (per_input(value) or not value) and len(value) != given:
                 raise BadInput(f"{len(value)} {name}s for {given} inputs: give one per input, or one for all.")
         return super().stream(capability, inputs, options, progress, keep_errors=keep_errors)
 

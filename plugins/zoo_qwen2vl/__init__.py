@@ -1,6 +1,5 @@
 """Built-in plugin: Qwen2-VL (images, several images per message, video; answers and label likelihoods)."""
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,11 +8,9 @@ from zoo import vlm
 from zoo.inputs import is_video, open_image
 from zoo.options import option
 
+from .chat import SMALLEST_IMAGE, check_chat, check_text, is_messages, kind, with_budget
 from .video import check_path
 from .video import install as install_video_reader
-
-TOKEN_SIDE = 28  # pixels a side of one merged vision token: patch 14 x spatial merge 2
-SMALLEST_IMAGE = 4 * TOKEN_SIDE ** 2  # qwen-vl-utils' IMAGE_MIN_TOKEN_NUM tokens: its default min_pixels
 
 PLUGIN = "qwen2vl"
 IMAGE_PROMPT = "Describe this image."
@@ -32,32 +29,6 @@ class Options:
     static_cache: bool = False  # preallocate the KV cache (with compile=True: CUDA graphs for decoding)
 
 
-def is_messages(value):
-    """A chat in the original format: a list of {'role': ..., 'content': ...} dicts."""
-    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
-
-
-def with_budget(part, budget):
-    """An image or video part with the model-wide defaults it does not set itself.
-
-    An image budget below one 2x2-token image is refused (qwen-vl-utils would make an empty image). A video
-    max_pixels below qwen-vl-utils' default video min_pixels lowers min_pixels to the image floor:
-    qwen-vl-utils asserts min <= max, and a user who asks for fewer pixels means it.
-    """
-    from qwen_vl_utils.vision_process import VIDEO_MIN_TOKEN_NUM
-
-    if "video" in part and ("fps" in part or "nframes" in part):
-        budget = {}  # the part's own sampling: qwen-vl-utils takes fps or nframes, not both
-    part = {**budget, **part}
-    for key in ("min_pixels", "max_pixels"):
-        if "image" in part and part.get(key, SMALLEST_IMAGE) < SMALLEST_IMAGE:
-            raise zoo.BadInput(f"{key}={part[key]}: Qwen2-VL's smallest image is {SMALLEST_IMAGE} pixels "
-                               "(2x2 tokens of 28x28); ask for at least that.")
-    if "video" in part and part.get("max_pixels", math.inf) < VIDEO_MIN_TOKEN_NUM * TOKEN_SIDE ** 2:
-        part.setdefault("min_pixels", min(SMALLEST_IMAGE, part["max_pixels"]))
-    return part
-
-
 class Qwen2VL(vlm.VisionLanguageModel):
     capabilities = frozenset({"describe", "classify"})
     Options = Options
@@ -71,6 +42,7 @@ class Qwen2VL(vlm.VisionLanguageModel):
             raise zoo.BadInput(f"{record.name}: give fps or nframes for videos, not both.")
         self.images = {k: getattr(options, k) for k in ("min_pixels", "max_pixels") if getattr(options, k)}
         self.videos = {k: getattr(options, k) for k in ("fps", "nframes") if getattr(options, k)}
+        self.placeholders = (processor.image_token, processor.video_token)  # what the processor counts
         processor.tokenizer.padding_side = "left"  # batched generation continues every row at the same column
         install_video_reader()
         if options.static_cache:
@@ -98,10 +70,19 @@ class Qwen2VL(vlm.VisionLanguageModel):
         images, videos = process_vision_info(chat)
         return chat, images or [], videos or []
 
+    def check_call(self, capability, options):
+        """Prompts and labels become chat text: a vision placeholder written in them is refused now."""
+        options = super().check_call(capability, options)
+        prompt, labels = getattr(options, "prompt", None), getattr(options, "labels", None)
+        for text in [*([prompt] if isinstance(prompt, str) else prompt or ()), *(labels or ())]:
+            check_text(text, "The prompt or a label", self.placeholders)
+        return options
+
     def chat(self, query):
         if is_messages(query.content):
-            return [{**m, "content": [self.part(p) for p in m["content"]] if isinstance(m.get("content"), list)
-                     else m.get("content")} for m in query.content]
+            check_chat(query.content, self.placeholders)
+            return [{**m, "content": [self.part(p) for p in m["content"]] if isinstance(m["content"], (list, tuple))
+                     else m["content"]} for m in query.content]
         items = query.content if isinstance(query.content, (list, tuple)) else [query.content]
         parts = [self.part({"type": "video", "video": i} if is_video(i) else {"type": "image", "image": i})
                  for i in items]
@@ -110,8 +91,9 @@ class Qwen2VL(vlm.VisionLanguageModel):
 
     def part(self, part):
         """One content part: images read by zoo (clear errors; offline, no request), video paths checked."""
-        if "image" in part or part.get("type") == "image":
-            return with_budget({**part, "image": open_image(part["image"])}, self.images)
+        if kind(part) == "image":  # image_url too: qwen-vl-utils would download it itself, offline or not
+            image = open_image(part.get("image", part.get("image_url")))
+            return with_budget({**{k: v for k, v in part.items() if k != "image_url"}, "image": image}, self.images)
         if "video" in part and isinstance(part["video"], (str, Path)):  # the video budget, not the image one
             return with_budget({**part, "video": str(check_path(part["video"]))}, self.videos)
         if "video" in part:  # a list of frames, as qwen-vl-utils takes them

@@ -10,7 +10,7 @@ sample fps) stays qwen-vl-utils' own `fetch_video`.
 from pathlib import Path
 
 from zoo.errors import BadInput, require
-from zoo.inputs import check_pixels, open_video
+from zoo.inputs import check_pixels, existing_file, open_video
 
 
 def frame_times(path, start, end, *, from_packets=True):
@@ -85,10 +85,7 @@ def read_video(ele):
 def check_path(value):
     if str(value).startswith(("http://", "https://")):
         raise BadInput(f"{value}: zoo reads local videos; download it and pass its path.")
-    path = Path(str(value).removeprefix("file://"))
-    if not path.is_file():
-        raise BadInput(f"Video file not found: {path}")
-    return path
+    return existing_file(Path(str(value).removeprefix("file://")), "a video")
 
 
 def install():
