@@ -88,10 +88,18 @@ def check_path(value):
     return existing_file(Path(str(value).removeprefix("file://")), "a video")
 
 
+def not_a_retry(record):
+    """qwen-vl-utils logs a failed read before trying the same reader again; zoo's own error says it once."""
+    return not record.getMessage().startswith("video_reader_backend")
+
+
 def install():
     """Supply the reader qwen-vl-utils falls back to when torchvision cannot read video itself."""
+    import logging
+
     import torchvision.io
     from qwen_vl_utils import vision_process
 
     if not hasattr(torchvision.io, "read_video"):
         vision_process.VIDEO_READER_BACKENDS["torchvision"] = read_video
+        logging.getLogger(vision_process.__name__).addFilter(not_a_retry)  # the same filter is added once
