@@ -168,6 +168,17 @@ def test_bad_inputs(model, samples, tmp_path):
         model.describe(tmp_path / "missing.png")
     with pytest.raises(zoo.UnsupportedCapability, match="cannot embed"):
         model.embed(samples / "cat.png")
+    # What the processor or the network would fail on deep inside (found by fuzzing):
+    with pytest.raises(zoo.BadInput, match="holds the task token <OD>, which Florence-2 takes only as the whole"):
+        model.describe(samples / "cat.png", prompt="<OD> and more")
+    with pytest.raises(zoo.BadInput, match="holds the task token <CAPTION>"):
+        model.detect(samples / "cat.png", task="phrase_grounding", phrase="a cat <CAPTION>")
+    assert model.describe(samples / "cat.png", prompt="<OD>", max_new_tokens=2)  # a task token alone is a prompt
+    longest = model.model.config.text_config.max_position_embeddings
+    with pytest.raises(zoo.BadInput, match=f"the prompt is too long .*at most {longest}"):
+        model.describe(samples / "cat.png", prompt="word " * longest)
+    with pytest.raises(zoo.BadInput, match="The label 'a a a.* is too long"):
+        model.classify(samples / "cat.png", labels=["a" + " a" * longest, "dog"])
 
 
 def test_cli_describe_and_detect_draw(tiny, samples, tmp_path):

@@ -16,6 +16,7 @@ def as_list(value):
     """One phrase or region, or one per input, as a list."""
     return [] if value is None else list(value) if vlm.per_input(value) else [value]
 
+
 PLUGIN = "florence2"
 # Every task of the model card, by the name zoo gives it.
 DESCRIBE_TASKS = {
@@ -114,7 +115,17 @@ class Florence2(vlm.VisionLanguageModel):
         for region in as_list(getattr(options, "region", None)):
             if not (region[0] < region[2] and region[1] < region[3]):
                 raise zoo.BadInput(f"region={region}: expected (x0, y0, x1, y1) with x0 < x1 and y0 < y1.")
+        self.check_task_tokens([getattr(options, "prompt", None)], phrases)
         return options
+
+    def check_task_tokens(self, prompts, phrases):
+        """The processor takes a task token without input only as the whole prompt (else a ValueError)."""
+        tokens = self.processor.task_prompts_without_inputs
+        for text, whole in [*((p, True) for p in prompts if p), *((p, False) for p in phrases)]:
+            token = next((t for t in tokens if t in text and not (whole and text == t)), None)
+            if token:
+                raise zoo.BadInput(f"{text[:60]!r} holds the task token {token}, which Florence-2 takes only as the "
+                                   "whole prompt: choose the task with task=..., or pass the token alone.")
 
     def items(self, inputs, options):
         """Each input with its own task input: the phrase or region given for it (or for every input)."""
@@ -142,6 +153,10 @@ class Florence2(vlm.VisionLanguageModel):
     def encode(self, batch, options):
         prompts = [self.prompt(q, options) for q in batch]
         encoded = self.processor(text=prompts, images=[q.content for q in batch], return_tensors="pt", padding=True)
+        longest = self.model.config.text_config.max_position_embeddings  # the encoder's positions
+        if encoded["input_ids"].shape[1] > longest:
+            raise zoo.BadInput(f"{self.name}: the prompt is too long ({encoded['input_ids'].shape[1]} tokens with the "
+                               f"image's; the model reads at most {longest}): shorten it.")
         encoded = encoded.to(self.device)
         encoded["pixel_values"] = encoded["pixel_values"].to(self.dtype)
         return encoded
@@ -195,7 +210,11 @@ class Florence2(vlm.VisionLanguageModel):
         start = self.model.config.text_config.decoder_start_token_id
         sequences = [[start, tok.bos_token_id, *tok(label, add_special_tokens=False).input_ids, tok.eos_token_id]
                      for label in labels]
-        width = max(map(len, sequences))
+        width, longest = max(map(len, sequences)), self.model.config.text_config.max_position_embeddings
+        if width - 1 > longest:  # the decoder reads all but the last token
+            label = labels[max(range(len(labels)), key=lambda i: len(sequences[i]))]
+            raise zoo.BadInput(f"The label {label[:40]!r}... is too long for {self.name} ({width - 3} tokens; at most "
+                               f"{longest - 2}).")
         padded = torch.full((len(labels), width), tok.pad_token_id)
         mask = torch.zeros(len(labels), width - 1)
         for row, seq in enumerate(sequences):
