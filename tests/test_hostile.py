@@ -358,6 +358,10 @@ def test_weights_for_another_network_name_the_keys(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(zoo.MissingWeights, match="No weights file"):
         zoo.load("vit-cifar", weights=tmp_path / "empty")
+    with pytest.raises(zoo.BadInput, match="holds a NUL byte"):
+        zoo.load("vit-cifar", weights=f"{tmp_path}/\x00")
+    with pytest.raises(zoo.BadInput, match="holds a NUL byte"):
+        zoo.run("vit-cifar", tmp_path, task="classify", out=f"{tmp_path}/out\x00.jsonl")
 
 
 @pytest.mark.parametrize("config, message", [
@@ -480,6 +484,7 @@ def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
 @pytest.mark.parametrize("make, message", [
     (lambda p: p, "is a folder, not an image"),
     (lambda p: " ", "empty string is not an image path"),
+    (lambda p: "cat\x00.png", "not a usable path: it holds a NUL byte"),  # Python's ValueError read as a bug
     (lambda p: "x" * 5000 + ".png", "not a usable path"),
     (lambda p: np.zeros((0, 0, 3), np.uint8), "empty"),
     (lambda p: torch.zeros(3, 0, 5), "empty"),

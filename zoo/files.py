@@ -5,7 +5,15 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import ZooError
+from .errors import BadInput, ZooError
+
+
+def as_path(value):
+    """A Path from what a user passed; one line for what no file system takes (a NUL byte: Python raises
+    ValueError for it, which would read as a bug)."""
+    if "\x00" in os.fspath(value):
+        raise BadInput(f"{str(value)!r} is not a usable path: it holds a NUL byte.")
+    return Path(value)
 
 
 @contextlib.contextmanager
@@ -27,7 +35,7 @@ def atomic_path(path):
 
 def check_writable(path):
     """Fail now, before long work, if `path` could not be written later; an existing file is left as it is."""
-    path = Path(path)
+    path = as_path(path)
     if path.is_dir():
         raise ZooError(f"Cannot write {path}: it is a folder. Name a file.")
     _temp_beside(path).unlink()

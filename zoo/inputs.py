@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .config import offline
 from .errors import BadInput, require
+from .files import as_path
 from .streaming import Failed, is_file_object, is_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -54,7 +55,7 @@ def open_image(item):
     if isinstance(item, str) and not item.strip():  # Path("") is the current folder
         raise BadInput("An empty string is not an image path: pass a file's path.")
     if isinstance(item, (str, Path)):
-        return _open(Path(item))
+        return _open(as_path(item))
     if is_tensor(item):
         return _from_tensor(item)
     if type(item).__module__ == "numpy":

@@ -11,6 +11,7 @@ from pathlib import Path
 from . import lock
 from .config import home, offline
 from .errors import BadInput, MissingWeights, UnsafeWeights, ZooError
+from .files import as_path
 from .hookspecs import hookimpl
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -21,7 +22,7 @@ def resolve(record, weights=None):
     if weights is not None:
         if not isinstance(weights, (str, os.PathLike)):
             raise BadInput(f"weights={weights!r}: pass the path of a weights file or a save_pretrained folder.")
-        path = Path(weights).expanduser()
+        path = as_path(weights).expanduser()
         if not path.exists():
             raise MissingWeights(f"weights={str(weights)!r} for model {record.name!r} does not exist.")
         return path
