@@ -569,6 +569,21 @@ def test_a_lock_never_makes_zoo_delete_or_read_files_outside_its_caches(tmp_path
     assert (precious / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("fields, problem", [
+    ({"folder": 5}, "names its folder with something other than a path"),
+    ({"mtimes": {"w.safetensors": "soon"}}, "has file times that are not whole numbers"),
+    ({"last_used": "2026-13-99"}, "has a last_used time that is not an ISO date"),
+    ({"pulled": "2026-01-01"}, "has a pulled time that is not an ISO date with its time zone"),  # naive: not comparable
+])
+def test_a_hand_edited_lock_is_one_line_naming_the_entry(tmp_path, fields, problem):
+    (tmp_path / "zoo-home").mkdir(exist_ok=True)
+    (tmp_path / "zoo-home" / "zoo.lock").write_text(json.dumps({"version": 1, "models": {
+        "edited": {**lock_entry(tmp_path), **fields}}}))
+    for args in (["cache", "ls"], ["cache", "rm", "--older-than", "1"]):
+        result = CliRunner().invoke(build_cli(), args)
+        assert result.exit_code == 1 and f"entry 'edited' {problem}" in result.output, result.output
+
+
 # -- the CLI: a table of bad invocations, each one line and an exit code, never a traceback ------------------
 
 

@@ -52,7 +52,7 @@ def unused_for(days):
     """Lock entries last used more than `days` days ago (pins never used here count as unused)."""
     limit = datetime.now(timezone.utc) - timedelta(days=days)
     return [n for n, item in lock.read()["models"].items()
-            if "last_used" not in item or datetime.fromisoformat(item["last_used"]) < limit]
+            if item.get("last_used") is None or datetime.fromisoformat(item["last_used"]) < limit]
 
 
 def rows():
@@ -61,7 +61,7 @@ def rows():
     for name, item in sorted(lock.read()["models"].items()):
         found.append({"model": name, "source": item["source"], "revision": item.get("revision") or "-",
                       "commit": item["commit"][:12], "size": sum(f["size"] for f in item["files"].values()),
-                      "last_used": item.get("last_used", "-"), "verified": fast_check(name, item)})
+                      "last_used": item.get("last_used") or "-", "verified": fast_check(name, item)})
     return found
 
 

@@ -43,7 +43,7 @@ def read(path=None):
 
 def check_pin(path, name, item):
     """A lock entry names a commit and, for each file, a relative path inside the snapshot, a sha256 and a size."""
-    problem = pin_problem(item)
+    problem = pin_problem(item) or local_problem(item)
     if problem:
         raise ZooError(f"{path}: entry {name!r} {problem}; fix or remove it (zoo pull {name} writes a good one).")
 
@@ -60,6 +60,26 @@ def pin_problem(item):
                 isinstance(file.get("size"), int) and file["size"] >= 0):
             return f"has no sha256 and size for {path!r}"
     return None
+
+
+def local_problem(item):
+    """What this machine wrote beside a pin (where its files lie, their times), when it is not what zoo writes."""
+    if item.get("folder") is not None and not isinstance(item["folder"], str):
+        return "names its folder with something other than a path"
+    mtimes = item.get("mtimes", {})
+    if not (isinstance(mtimes, dict) and all(isinstance(t, int) and not isinstance(t, bool) for t in mtimes.values())):
+        return "has file times that are not whole numbers"
+    for key in (k for k in ("pulled", "last_used") if item.get(k) is not None):
+        if not is_utc_time(item[key]):
+            return f"has a {key} time that is not an ISO date with its time zone ({item[key]!r})"
+    return None
+
+
+def is_utc_time(text):
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except (TypeError, ValueError):
+        return False
 
 
 def update(change):
