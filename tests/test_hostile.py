@@ -26,7 +26,7 @@ from zoo import bench, plugins, probe, registry, results
 from zoo.cli import build_cli
 from zoo.hookspecs import hookimpl
 from zoo.inputs import load_image
-from zoo.sources import frames
+from zoo.sources import Sources, frames
 from zoo.streaming import Failed
 
 pytestmark = pytest.mark.filterwarnings("ignore:zoo plugin:UserWarning")
@@ -458,6 +458,21 @@ def test_damaged_videos_are_one_line_or_an_error_row(tmp_path, qwen2vl_tiny):
     assert [error for name, error in rows.items() if "named.mp4#t=" in name] == [None]  # 1 s, read at 1 fps
     for path, message in damaged.items():
         assert message is None or message in rows[str(path)]
+
+
+def test_pipes_are_never_opened(tmp_path, samples):
+    """Opening a named pipe waits for a writer, forever: folders skip them, a path to one is one line."""
+    shutil.copy(samples / "cat.png", tmp_path)
+    for name in ("pipe.png", "pipe.mp4", "pipe.txt"):
+        os.mkfifo(tmp_path / name)
+    model = zoo.load("vit-cifar")
+    assert [item.key for item in Sources().items(tmp_path)] == [str(tmp_path / "cat.png")]
+    with pytest.raises(zoo.BadInput, match="pipe.png is not a regular file .*: pass an image file"):
+        model.classify(tmp_path / "pipe.png")
+    with pytest.raises(zoo.BadInput, match="pipe.txt is not a regular file .*: pass a list file"):
+        list(Sources().items(tmp_path / "pipe.txt"))
+    zoo.run(model, tmp_path / "pipe.mp4", task="classify", out=tmp_path / "rows.jsonl")
+    assert "is not a regular file" in json.loads((tmp_path / "rows.jsonl").read_text())["error"]
 
 
 def test_frames_larger_than_the_header_said_are_refused(tmp_path, monkeypatch):

@@ -81,6 +81,8 @@ def existing_file(path, what):
     try:
         if path.is_dir():
             raise BadInput(f"{path} is a folder, not {what}: pass the {noun} files in it.")
+        if path.exists() and not path.is_file():  # opening a pipe would wait for a writer, forever
+            raise BadInput(f"{path} is not a regular file (a pipe, socket or device): pass {what} file.")
         if not path.is_file():
             raise BadInput(f"{noun.capitalize()} file not found: {path}")
     except OSError as e:  # a name too long for the file system, say
@@ -127,7 +129,7 @@ def open_video(path):
     """(PyAV container, its first video stream), checked before any decoding: a stream to decode, frames within
     the pixel limit. Text metadata that is not UTF-8 is skipped (it does not stop a video from playing)."""
     av = require("av", "vlm")
-    with av.open(str(path), metadata_errors="ignore") as container:
+    with av.open(str(existing_file(Path(path), "a video")), metadata_errors="ignore") as container:
         if not container.streams.video:
             raise BadInput(f"{path} has no video stream.")
         stream = container.streams.video[0]

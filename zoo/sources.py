@@ -15,7 +15,7 @@ from typing import Any
 from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput, require
 from .inputs import URL_PREFIXES as WEB_PREFIXES
-from .inputs import VIDEO_SUFFIXES, check_pixels, is_video, open_video
+from .inputs import VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video
 from .streaming import Failed
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
@@ -66,15 +66,15 @@ class Sources:
             walk = path.rglob("*") if self.recursive else path.iterdir()
             return self.paths(sorted(walk))
         if path.suffix.lower() in LIST_SUFFIXES:
-            return self.listed(path)
+            return self.listed(existing_file(path, "a list"))
         if path.suffix.lower() in MANIFEST_SUFFIXES:
-            return self.manifest(path)
+            return self.manifest(existing_file(path, "a manifest"))
         return self.paths([path], keep_all=True)
 
     def paths(self, paths, keep_all=False):
         for path in paths:
-            if not keep_all and (path.is_dir() or path.suffix.lower() not in self.extensions):
-                continue
+            if not keep_all and (path.suffix.lower() not in self.extensions or path.exists() and not path.is_file()):
+                continue  # folders, pipes, sockets (a broken link stays: its error row says so)
             if is_video(path) and not self.whole_videos:
                 yield from frames(path, self.fps or 1.0)
             else:
