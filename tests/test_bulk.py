@@ -355,3 +355,28 @@ def test_resuming_a_csv_keeps_texts_that_look_like_json(tmp_path, photos):
     import csv
 
     assert next(csv.DictReader(open(tmp_path / "t.csv")))["text"] == "[a cat] {on} a mat"
+
+
+class Picky(zoo.Model):
+    """Refuses 7x7 images when it runs them (not when it reads them), as a model's own check would."""
+
+    capabilities = frozenset({"classify"})
+
+    def classify_batch(self, images, options):
+        if any(image.size == (7, 7) for image in images):
+            raise zoo.BadInput("this model refuses 7x7 images")
+        return [[zoo.Prediction("fine", 0, 1.0)] for _ in images]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_an_input_the_model_refuses_is_an_error_row_in_any_batch(tmp_path, batch_size):
+    """A failing batch reruns one input at a time; a batch of one is already that (it ended the run)."""
+    @zoo.register_model("picky", override=True)
+    def picky():
+        model = Picky(zoo.info("picky"))
+        model.batch_size = batch_size
+        return model
+
+    arrays = [np.zeros((size, size, 3), np.uint8) for size in (8, 7, 8)]
+    zoo.run("picky", arrays, task="classify", out=tmp_path / "rows.jsonl")
+    assert [row["error"] for row in rows(tmp_path / "rows.jsonl")] == [None, "this model refuses 7x7 images", None]

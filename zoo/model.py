@@ -241,10 +241,8 @@ class Model:
         good = [item for item in batch if not isinstance(item, Failed)]
         try:
             results = iter(self._run_batch(run, good, options) if good else [])
-        except ZooError:
-            if len(good) == 1:
-                raise
-            results = iter([self._run_one(run, item, options) for item in good])
+        except ZooError as e:  # one input of the batch, or all: each alone says which
+            results = iter([Failed(str(e))] if len(good) == 1 else [self._run_one(run, item, options) for item in good])
         return [item if isinstance(item, Failed) else next(results) for item in batch]
 
     def _run_one(self, run, item, options):
