@@ -13,6 +13,7 @@ import re
 
 from .config import home, user_config
 from .errors import BadInput, ZooError
+from .records import ModelRecord
 
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt,
              ">": operator.gt, "~": lambda value, pattern: fnmatch.fnmatch(str(value), str(pattern))}
@@ -29,8 +30,6 @@ def value_of(record, field):
 
 def check_fields(fields, records):
     """A misspelt field would silently match nothing (or sort nothing): name the fields there are instead."""
-    from .records import ModelRecord
-
     known = {f.name for f in dataclasses.fields(ModelRecord)} | {m for r in records for m in r.metrics}
     unknown = [f for f in fields if f not in known]
     if unknown:

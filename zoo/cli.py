@@ -225,6 +225,15 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
         raise ZooError(f"{summary.failed} input(s) failed: their rows in {bulk['out']} say why.")
 
 
+def loaded(name, inputs, task, options, load):
+    """(model, input names, input values) for results printed here; None when --out ran a bulk run instead."""
+    bulk = split_bulk(load)
+    if bulk["out"]:
+        return run_bulk(name, inputs, task, options, load, bulk)
+    model = load_model(name, load, task, options)
+    return (model, *shown(model, inputs, bulk))
+
+
 def shown(model, inputs, bulk):
     """(names, values) of the inputs for results printed here: folders and manifests expanded."""
     from .sources import sources_for
@@ -245,12 +254,11 @@ def shown(model, inputs, bulk):
 @bulk_options
 def classify(name, inputs, top_k, labels, as_json, **load):
     """Classify images: top-K labels with probabilities (--out: every input into a results file)."""
-    bulk = split_bulk(load)
     options = given(top_k=top_k, labels=[s.strip() for s in labels.split(",") if s.strip()] if labels else None)
-    if bulk["out"]:
-        return run_bulk(name, inputs, "classify", options, load, bulk)
-    model = load_model(name, load, "classify", options)
-    names, values = shown(model, inputs, bulk)
+    found = loaded(name, inputs, "classify", options, load)
+    if found is None:  # --out: a bulk run wrote them
+        return
+    model, names, values = found
     results = model.classify(values, **options)
     if as_json:
         return emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in zip(names, results)])
@@ -270,12 +278,11 @@ def classify(name, inputs, top_k, labels, as_json, **load):
 @bulk_options
 def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load):
     """Describe images or videos (captions, OCR, answers to --prompt)."""
-    bulk = split_bulk(load)
     options = given(prompt=prompt, task=task, max_new_tokens=max_new_tokens)
-    if bulk["out"]:
-        return run_bulk(name, inputs, "describe", options, load, bulk)
-    model = load_model(name, load, "describe", options)
-    names, values = shown(model, inputs, bulk)
+    found = loaded(name, inputs, "describe", options, load)
+    if found is None:  # --out: a bulk run wrote them
+        return
+    model, names, values = found
     if stream is None:
         stream = len(values) == 1 and sys.stdout.isatty() and not as_json
     if stream and hasattr(model, "stream_text"):
@@ -314,12 +321,11 @@ def embed(name, inputs, patch_tokens, **load):
 @bulk_options
 def detect(name, inputs, task, phrase, draw, as_json, **load):
     """Detect objects or regions: boxes in pixel coordinates with labels."""
-    bulk = split_bulk(load)
     options = given(task=task, phrase=phrase)
-    if bulk["out"]:
-        return run_bulk(name, inputs, "detect", options, load, bulk)
-    model = load_model(name, load, "detect", options)
-    names, values = shown(model, inputs, bulk)
+    found = loaded(name, inputs, "detect", options, load)
+    if found is None:  # --out: a bulk run wrote them
+        return
+    model, names, values = found
     results = model.detect(values, **options)
     if draw:
         from .drawing import draw_detections

@@ -169,31 +169,27 @@ def _download(url):
     if offline():
         raise BadInput(f"{url}: image URLs need the network, and downloads are off (ZOO_OFFLINE/HF_HUB_OFFLINE). "
                        "Download the image and pass its path.")
-    deadline, data = time.monotonic() + DOWNLOAD_SECONDS, b""
+    deadline, data = time.monotonic() + DOWNLOAD_SECONDS, bytearray()
     try:
         with urllib.request.build_opener(_WebRedirects).open(url, timeout=DOWNLOAD_SECONDS) as response:
             while len(data) <= MAX_DOWNLOAD_BYTES and (chunk := response.read(2**20)):
-                data += chunk
+                data.extend(chunk)  # in place: adding bytes would copy everything read so far, each time
                 if time.monotonic() > deadline:  # the timeout bounds each read; this bounds a trickle
                     raise TimeoutError(f"still downloading after {DOWNLOAD_SECONDS} s")
     except (OSError, ValueError) as e:
         raise BadInput(f"{url}: could not download the image ({e}).") from None
     if len(data) > MAX_DOWNLOAD_BYTES:
         raise BadInput(f"{url}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MB; download it and pass its path.")
-    return data
-
-
-def _web_only(newurl):
-    if not newurl.lower().startswith(URL_PREFIXES):
-        raise ValueError(f"it redirects to {newurl.split(':')[0]}:, and zoo follows only http(s)")
-    return newurl
+    return bytes(data)
 
 
 class _WebRedirects(urllib.request.HTTPRedirectHandler):
     """urllib also follows redirects to ftp://; an image URL may lead only to other web addresses."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return super().redirect_request(req, fp, code, msg, headers, _web_only(newurl))
+        if not newurl.lower().startswith(URL_PREFIXES):
+            raise ValueError(f"it redirects to {newurl.split(':')[0]}:, and zoo follows only http(s)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _from_array(array):

@@ -160,6 +160,14 @@ def _string_list(value, bad):
     return value
 
 
+def _check_keys(value, name, cls, bad):
+    """Every key of the mapping `value` is a field of `cls`."""
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = [key for key in value if key not in allowed]
+    if unknown:
+        raise bad(f"{name}.{unknown[0]}", f"unknown key; the keys are: {', '.join(sorted(allowed))}")
+
+
 def _weights(value, bad):
     if value is None:
         return None
@@ -167,10 +175,7 @@ def _weights(value, bad):
         value = {"path": value}
     if not isinstance(value, dict):
         raise bad("weights", "expected a mapping such as {hf: org/repo, revision: ...}")
-    allowed = {f.name for f in dataclasses.fields(Weights)}
-    for key in value:
-        if key not in allowed:
-            raise bad(f"weights.{key}", f"unknown key; the keys are: {', '.join(sorted(allowed))}")
+    _check_keys(value, "weights", Weights, bad)
     kinds = [k for k in WEIGHT_KINDS if value.get(k)]
     if len(kinds) != 1:
         raise bad("weights", f"give exactly one source of: {', '.join(WEIGHT_KINDS)}")
@@ -189,10 +194,7 @@ def _preprocess(value, bad):
         return None
     if not isinstance(value, dict):
         raise bad("preprocess", "expected a mapping")
-    allowed = {f.name for f in dataclasses.fields(Preprocess)}
-    for key in value:
-        if key not in allowed:
-            raise bad(f"preprocess.{key}", f"unknown key; the keys are: {', '.join(sorted(allowed))}")
+    _check_keys(value, "preprocess", Preprocess, bad)
     size = value.get("input_size", Preprocess.input_size)
     if isinstance(size, int):
         size = (3, size, size)

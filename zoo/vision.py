@@ -7,6 +7,7 @@ decoding threads (uint8, on the CPU), then normalises on the model's device and 
 import math
 from dataclasses import dataclass
 
+from .errors import BadInput
 from .model import Model
 from .records import Preprocess
 
@@ -19,8 +20,6 @@ class EmbedOptions:
 def build_network(record, build, args, where=None):
     """build(**args): the network a record describes. Arguments it refuses (a record's model_args, a config
     file's, load options) are one line naming the model, the arguments and where they came from."""
-    from .errors import BadInput
-
     try:
         return build(**args)
     except (TypeError, ValueError, RuntimeError, KeyError, OverflowError) as e:

@@ -104,6 +104,11 @@ class Florence2(vlm.VisionLanguageModel):
 
         return Florence2ForConditionalGeneration, AutoProcessor
 
+    @property
+    def positions(self):
+        """Tokens the encoder and the decoder each read at most (1024 in the released checkpoints)."""
+        return self.model.config.text_config.max_position_embeddings
+
     def check_call(self, capability, options):
         options = super().check_call(capability, options)
         task = getattr(options, "task", None)
@@ -153,10 +158,9 @@ class Florence2(vlm.VisionLanguageModel):
     def encode(self, batch, options):
         prompts = [self.prompt(q, options) for q in batch]
         encoded = self.processor(text=prompts, images=[q.content for q in batch], return_tensors="pt", padding=True)
-        longest = self.model.config.text_config.max_position_embeddings  # the encoder's positions
-        if encoded["input_ids"].shape[1] > longest:
+        if encoded["input_ids"].shape[1] > self.positions:
             raise zoo.BadInput(f"{self.name}: the prompt is too long ({encoded['input_ids'].shape[1]} tokens with the "
-                               f"image's; the model reads at most {longest}): shorten it.")
+                               f"image's; the model reads at most {self.positions}): shorten it.")
         encoded = encoded.to(self.device)
         encoded["pixel_values"] = encoded["pixel_values"].to(self.dtype)
         return encoded
@@ -165,8 +169,7 @@ class Florence2(vlm.VisionLanguageModel):
         generation = super().generation_options(options)
         if self.num_beams and options.num_beams is None:  # the load option, below the call's own
             generation["num_beams"] = self.num_beams
-        # The decoder has no positions beyond its embeddings (1024 in the released checkpoints).
-        longest = self.model.config.text_config.max_position_embeddings - 2
+        longest = self.positions - 2  # the decoder has no positions beyond its embeddings
         return {**generation, "max_new_tokens": min(generation.get("max_new_tokens", longest), longest)}
 
     def decode(self, ids, encoded):
@@ -210,11 +213,11 @@ class Florence2(vlm.VisionLanguageModel):
         start = self.model.config.text_config.decoder_start_token_id
         sequences = [[start, tok.bos_token_id, *tok(label, add_special_tokens=False).input_ids, tok.eos_token_id]
                      for label in labels]
-        width, longest = max(map(len, sequences)), self.model.config.text_config.max_position_embeddings
-        if width - 1 > longest:  # the decoder reads all but the last token
+        width = max(map(len, sequences))
+        if width - 1 > self.positions:  # the decoder reads all but the last token
             label = labels[max(range(len(labels)), key=lambda i: len(sequences[i]))]
             raise zoo.BadInput(f"The label {label[:40]!r}... is too long for {self.name} ({width - 3} tokens; at most "
-                               f"{longest - 2}).")
+                               f"{self.positions - 2}).")
         padded = torch.full((len(labels), width), tok.pad_token_id)
         mask = torch.zeros(len(labels), width - 1)
         for row, seq in enumerate(sequences):
