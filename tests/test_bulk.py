@@ -36,6 +36,14 @@ def rows(path):
         [json.loads(line) for line in open(path) if line.strip()]
 
 
+def rows_of_folder(folder):
+    """The rows of a ray run's folder of .json or .csv files, sorted by input; CSV cells decoded as zoo reads them."""
+    from zoo.outputs import read_csv
+
+    found = (r for f in sorted(folder.iterdir()) for r in (read_csv(f, "classify") if f.suffix == ".csv" else rows(f)))
+    return sorted(found, key=lambda r: r["input"])
+
+
 def same_rows(a, b):
     """Equal rows; scores to 1e-5 (a batch of another size rounds differently in the last digits)."""
     if [(r["input"], r["error"], [p["label"] for p in r["predictions"] or []]) for r in a] != \
@@ -289,7 +297,8 @@ def brightness():
 folder, out = sys.argv[1], sys.argv[2]
 runs = [zoo.run("brightness", folder, task="classify", out=out + ".jsonl", fps=2.0),
         zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", concurrency=1),
-        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", resume=True)]
+        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", resume=True),
+        zoo.run("brightness", folder, task="classify", out=out + "-ray.csv", fps=2.0, engine="ray", concurrency=1)]
 print(json.dumps([[s.done, s.failed, s.skipped] for s in runs]))
 """
 
@@ -305,12 +314,13 @@ def test_the_ray_engine_splits_videos_and_loads_models_registered_in_the_drivers
     done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(folder), str(tmp_path / "out")],
                           env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.splitlines()[-1]) == [[7, 1, 0], [7, 1, 0], [0, 0, 3]]
+    assert json.loads(done.stdout.splitlines()[-1]) == [[7, 1, 0], [7, 1, 0], [0, 0, 3], [7, 1, 0]]
     local = sorted(rows(tmp_path / "out.jsonl"), key=lambda r: r["input"])
-    ray = sorted((r for f in sorted((tmp_path / "out-ray.jsonl").iterdir()) for r in rows(f)), key=lambda r: r["input"])
-    assert [(r["input"], r["frame_time"], r["error"] is None) for r in ray] == \
-        [(r["input"], r["frame_time"], r["error"] is None) for r in local]
-    assert same_rows(ray, local) and [r["predictions"][0]["label"] for r in local if r["frame_time"] is not None] == \
+    for ray in (rows_of_folder(tmp_path / "out-ray.jsonl"), rows_of_folder(tmp_path / "out-ray.csv")):
+        assert [(r["input"], r["frame_time"], r["error"] is None) for r in ray] == \
+            [(r["input"], r["frame_time"], r["error"] is None) for r in local]
+        assert same_rows(ray, local)
+    assert [r["predictions"][0]["label"] for r in local if r["frame_time"] is not None] == \
         ["dark"] * 4 + ["light"] * 2  # grey levels 0, 40, ..., 200 of 255
 
 

@@ -2,6 +2,7 @@
 or prints a traceback. One test (or table row) per finding of the fuzzing pass."""
 
 import base64
+import errno
 import io
 import json
 import os
@@ -22,7 +23,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import zoo
-from zoo import bench, plugins, probe, registry, results
+from zoo import bench, outputs, plugins, probe, registry, results
 from zoo.cli import build_cli
 from zoo.hookspecs import hookimpl
 from zoo.inputs import load_image
@@ -171,6 +172,9 @@ def test_16_bit_png_and_exif_orientation(tmp_path):
     Image.fromarray(ramp).save(tmp_path / "deep.png")
     pixels = np.asarray(load_image(tmp_path / "deep.png"))
     assert pixels.min() == 0 and 200 < pixels.max() <= 255 and len(np.unique(pixels)) > 100
+    assert np.array_equal(np.asarray(load_image(Image.open(tmp_path / "deep.png"))), pixels)  # in memory too
+    premultiplied = Image.new("La", (4, 4), (100, 128))  # PIL converts it to LA only
+    assert np.asarray(load_image(premultiplied))[0, 0].tolist() == [199, 199, 199]
     wide = Image.new("RGB", (40, 20), (255, 0, 0))
     exif = wide.getexif()
     exif[0x0112] = 6  # rotate 90 degrees on display
@@ -364,6 +368,21 @@ def test_weights_for_another_network_name_the_keys(tmp_path):
         zoo.run("vit-cifar", tmp_path, task="classify", out=f"{tmp_path}/out\x00.jsonl")
 
 
+def test_paths_no_file_system_takes_are_one_line_or_an_error_row(tmp_path, samples):
+    long, odd = tmp_path / ("x" * 300), str(tmp_path / "\ud800.png")  # too long; a lone surrogate cannot be encoded
+    for call in (lambda: zoo.load("vit-cifar", weights=long), lambda: zoo.run("vit-cifar", samples, task="classify",
+                 out=f"{long}.jsonl"), lambda: zoo.load("vit-cifar").classify(f"{long}.png")):
+        with pytest.raises(zoo.BadInput, match="not a usable path: longer than the file system allows"):
+            call()
+    with pytest.raises(zoo.BadInput, match="not a usable path: it holds characters file names cannot"):
+        zoo.load("vit-cifar").classify(odd)
+    (tmp_path / "list.txt").write_text(f"{samples / 'cat.png'}\n{long}.png\n{long}/*.png\n", encoding="utf-8")
+    summary = zoo.run("vit-cifar", tmp_path / "list.txt", task="classify", out=tmp_path / "out.jsonl")
+    errors = [json.loads(line)["error"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert (summary.done, summary.failed) == (1, 2) and errors[0] is None
+    assert all("longer than the file system allows" in e for e in errors[1:])
+
+
 @pytest.mark.parametrize("config, message", [
     ("{not json", "config.json is not a readable run config"),
     ("[1, 2]", "expected a JSON object whose model_args is an object"),
@@ -504,6 +523,7 @@ def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
     (lambda p: np.zeros((0, 0, 3), np.uint8), "empty"),
     (lambda p: torch.zeros(3, 0, 5), "empty"),
     (lambda p: torch.empty(3, 4, 4, device="meta"), "meta tensor"),
+    (lambda p: torch.rand(3, 4, 4).to_sparse(), "must be dense; got a torch.sparse_coo tensor"),
     (lambda p: Image.new("RGB", (0, 0)), "empty"),
 ])
 def test_inputs_that_are_no_images_raise_zoo_errors(tmp_path, make, message):
@@ -603,6 +623,7 @@ def test_a_hand_edited_lock_is_one_line_naming_the_entry(tmp_path, fields, probl
 
 
 S = str(ROOT / "samples" / "cat.png")
+LONG = "x" * 300  # a file name longer than file systems allow
 BAD_CLI = [
     (["classify", "vit-cifar", "https://example.com/cat.png"], 1, "need the network"),
     (["classify", "vit-cifar", str(ROOT / "samples" / "nothing-here")], 1, "Image file not found"),
@@ -617,6 +638,14 @@ BAD_CLI = [
     (["results", "--export", "csv", "/dev/null/x.csv"], 1, "Cannot write"),
     (["embed", "vit-cifar", S, "--out", "/dev/null/x.npy"], 1, "Cannot write"),
     (["info", "vit-cifarr"], 1, "Did you mean"),
+    *[(args, 1, "not a usable path: longer than the file system allows") for args in (  # an OSError read as a bug
+        ["classify", "vit-cifar", LONG + ".png"],
+        ["classify", "vit-cifar", f"/tmp/{LONG}/*.png"],
+        ["embed", "vit-cifar", S, "--out", f"/tmp/{LONG}.npy"],
+        ["classify", "vit-cifar", S, "--weights", f"/tmp/{LONG}"],
+        ["eval", "vit-cifar", "--dataset", f"/tmp/{LONG}"],
+        ["train", "vit-cifar", "--data-root", f"/tmp/{LONG}"],
+        ["bench", "vit-cifar", "--dataset", "cifar10-sample", "--limit", "4", "--plot", f"/tmp/{LONG}.png"])],
 ]
 
 
@@ -666,3 +695,15 @@ def test_an_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch):
     assert result.exit_code == 1 and result.output.strip().splitlines() == [
         "Error: unexpected ZeroDivisionError: division by zero (a bug in zoo or a plugin: please report it; "
         "ZOO_DEBUG=1 shows the traceback)"]
+
+
+def test_a_full_disk_is_the_systems_words_not_a_bug(tmp_path, monkeypatch):
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(outputs, "WRITE", {**outputs.WRITE, ".jsonl": full})
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", S, "--out", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == ["Error: No space left on device."]
+    monkeypatch.setattr(zoo.api, "load", lambda *a, **k: open(tmp_path))  # an OSError that names its file
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", S])
+    assert result.output.strip().splitlines() == [f"Error: {tmp_path}: Is a directory."]

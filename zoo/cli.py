@@ -2,14 +2,13 @@
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
 from . import api
 from .config import truthy
 from .errors import ZooError
-from .files import check_writable
+from .files import as_path, check_writable
 from .records import TASKS
 from .tables import table
 
@@ -51,9 +50,7 @@ class ZooGroup(click.Group):
         except Exception as e:
             if truthy("ZOO_DEBUG"):
                 raise
-            message = " ".join(str(e).split())[:300]
-            click.echo(f"Error: unexpected {type(e).__name__}: {message} (a bug in zoo or a plugin: please "
-                       "report it; ZOO_DEBUG=1 shows the traceback)", err=True)
+            click.echo(f"Error: {system_error(e) or unexpected(e)}", err=True)
             ctx.exit(1)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -70,6 +67,19 @@ class ZooGroup(click.Group):
             click.echo("Aborted.", err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def system_error(error):
+    """The system refusing a file (disk full, permission denied, ...): its own words, not reported as a bug."""
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}." if error.filename else f"{error.strerror}."
+    return None
+
+
+def unexpected(error):
+    message = " ".join(str(error).split())[:300]
+    return (f"unexpected {type(error).__name__}: {message} (a bug in zoo or a plugin: please report it; "
+            "ZOO_DEBUG=1 shows the traceback)")
 
 
 def emit_json(data):
@@ -330,7 +340,7 @@ def detect(name, inputs, task, phrase, draw, as_json, **load):
     if draw:
         from .drawing import draw_detections
 
-        for path in draw_detections(values, results, Path(draw)):
+        for path in draw_detections(values, results, as_path(draw)):
             click.echo(f"Drew {path}", err=True)
     if as_json:
         return emit_json([{"input": i, "detections": [d.to_dict() for d in r]} for i, r in zip(names, results)])

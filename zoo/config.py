@@ -3,10 +3,12 @@
 import os
 from pathlib import Path
 
+from .files import as_path
+
 
 def home():
     """The zoo home directory: ZOO_HOME, else ~/.zoo. It holds the cache, user records and results."""
-    path = Path(os.environ.get("ZOO_HOME") or Path.home() / ".zoo").expanduser()
+    path = as_path(os.environ.get("ZOO_HOME") or Path.home() / ".zoo")
     if path.exists() and not path.is_dir():
         from .errors import ZooError
 
@@ -26,8 +28,8 @@ def offline():
 def hf_cache():
     """The Hugging Face hub cache, read now (huggingface_hub reads it once, at import)."""
     if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").expanduser() / "hub"
+        return as_path(os.environ["HF_HUB_CACHE"])
+    return as_path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
 
 
 def hf_endpoint():
@@ -67,9 +69,9 @@ def user_registry_path():
 
 def registry_paths():
     """The user registry file, then each file named in ZOO_REGISTRY (os.pathsep-separated)."""
-    extra = [Path(p).expanduser() for p in os.environ.get("ZOO_REGISTRY", "").split(os.pathsep) if p]
+    extra = [as_path(p) for p in os.environ.get("ZOO_REGISTRY", "").split(os.pathsep) if p]
     return [user_registry_path(), *extra]
 
 
 def results_db_path(path=None):
-    return Path(path or os.environ.get("ZOO_RESULTS_DB") or home() / "results.db").expanduser()
+    return as_path(path or os.environ.get("ZOO_RESULTS_DB") or home() / "results.db")

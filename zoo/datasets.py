@@ -3,9 +3,9 @@
 import importlib.resources
 import pickle
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import UnknownDataset, ZooError
+from .files import as_path
 from .hookspecs import hookimpl
 from .labels import CIFAR10
 from .config import offline
@@ -87,7 +87,7 @@ def cifar_folder(root):
     """The cifar-10-batches-py folder under `root` (or `root` itself); downloads it when allowed."""
     if root is None:
         raise ZooError(f"CIFAR-10 needs --data-root: a folder holding {CIFAR_DIR}/ (or that folder itself).")
-    root = Path(root).expanduser()
+    root = as_path(root)
     for folder in (root, root / CIFAR_DIR):
         if (folder / "test_batch").is_file() and (folder / "data_batch_1").is_file():
             return folder
@@ -129,7 +129,7 @@ def image_folder(root=None, split=None):
     """ROOT/<class>/<image> (or ROOT/<split>/<class>/<image>); classes sorted by folder name."""
     if root is None:
         raise ZooError("An image-folder dataset needs --data-root: a folder with one subfolder per class.")
-    root = Path(root).expanduser()
+    root = as_path(root)
     has_split = bool(split) and (root / split).is_dir()
     root = root / split if has_split else root
     classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -166,7 +166,7 @@ def get_dataset(name, root=None, split="test"):
     """A registered dataset by name; a directory path is read as an image folder."""
     factories = dataset_factories()
     if name not in factories:
-        if Path(name).expanduser().is_dir():
+        if as_path(name).is_dir():
             return image_folder(name, split)
         raise UnknownDataset(f"Unknown dataset {name!r}; known: {', '.join(sorted(factories))}, or a folder path.")
     return factories[name](root=root, split=split)

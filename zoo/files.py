@@ -9,11 +9,28 @@ from .errors import BadInput, ZooError
 
 
 def as_path(value):
-    """A Path from what a user passed; one line for what no file system takes (a NUL byte: Python raises
-    ValueError for it, which would read as a bug)."""
-    if "\x00" in os.fspath(value):
-        raise BadInput(f"{str(value)!r} is not a usable path: it holds a NUL byte.")
-    return Path(value)
+    """A Path from what a user passed, `~` expanded; one line for what no file system takes (a NUL byte, a
+    character it cannot store, a name over its length limits), where Python raises ValueError or OSError, which
+    would read as bugs."""
+    text = os.fspath(value)
+    if "\x00" in text:
+        raise BadInput(f"{text!r} is not a usable path: it holds a NUL byte.")
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError:
+        raise BadInput(f"{text[:80]!r} is not a usable path: it holds characters file names cannot.") from None
+    name_max, path_max = _limit("PC_NAME_MAX", 255), _limit("PC_PATH_MAX", 4096)
+    if len(raw) >= path_max or any(len(part) > name_max for part in raw.split(os.sep.encode())):
+        raise BadInput(f"{text[:80]}... is not a usable path: longer than the file system allows ({name_max} bytes "
+                       f"a name, {path_max} in all).")
+    return Path(text).expanduser()
+
+
+def _limit(name, default):
+    try:
+        return os.pathconf("/", name)
+    except (AttributeError, ValueError, OSError):  # no pathconf (Windows), or the system does not say
+        return default
 
 
 @contextlib.contextmanager

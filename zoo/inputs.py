@@ -45,7 +45,7 @@ def open_image(item):
     from PIL import Image
 
     if isinstance(item, Image.Image):
-        return _check_size(item, "The image")
+        return _convertible(_check_size(item, "The image"))
     if isinstance(item, Failed):  # an input its source could not read
         raise BadInput(item.error)
     if isinstance(item, str) and item.startswith(URL_PREFIXES):
@@ -100,7 +100,7 @@ def _decode(source, name):
         with Image.open(source) as image:
             _check_size(image, name)
             image.load()
-            return _eight_bit(image)
+            return _convertible(image)
     except Image.DecompressionBombError:
         raise BadInput(f"{name}: the image is larger than zoo's limit of {max_pixels()} pixels "
                        "(raise ZOO_MAX_IMAGE_PIXELS if you trust it).") from None
@@ -140,11 +140,14 @@ def open_video(path):
         yield container, stream
 
 
-def _eight_bit(image):
-    """16-bit greyscale keeps its top 8 bits (a plain convert would clip it to white)."""
+def _convertible(image):
+    """An image PIL can convert to RGB as it looks: 16-bit greyscale keeps its top 8 bits (a plain convert would
+    clip it to white); premultiplied greyscale with alpha (La) becomes LA, the one mode PIL converts it to."""
     import numpy as np
     from PIL import Image
 
+    if image.mode == "La":
+        return image.convert("LA")
     if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
         return image
     values = np.asarray(image, dtype=np.int64)
@@ -212,6 +215,8 @@ def _from_tensor(tensor):
 
     if tensor.is_meta:
         raise BadInput("A meta tensor holds no pixels: materialise it (tensor.to('cpu') after filling it) first.")
+    if tensor.layout != torch.strided:
+        raise BadInput(f"A tensor image must be dense; got a {tensor.layout} tensor: pass tensor.to_dense().")
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
         raise BadInput(f"A tensor image must be CHW (or NCHW) with 1 or 3 channels; got shape {tuple(tensor.shape)}.")
     if tensor.numel() == 0:

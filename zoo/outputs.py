@@ -8,13 +8,13 @@ Closing turns the parts into OUT in one atomic rename.
 import json
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import ZooError
-from .files import atomic_path
+from .files import as_path, atomic_path
 
 FORMATS = (".jsonl", ".csv", ".parquet", ".npy", ".safetensors")
 EMBEDDING_ONLY = (".npy", ".safetensors")
+LIST_COLUMNS = ("predictions", "detections", "embedding")  # JSON in a CSV cell
 
 
 def schema(task):
@@ -29,8 +29,19 @@ def schema(task):
                       ("frame_time", pa.float64()), result, ("error", pa.string())])
 
 
+def csv_schema(task):
+    """The task's schema as CSV holds it: a list column (predictions, detections, embedding) as JSON text."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, pa.string()) if f.name in LIST_COLUMNS else f for f in schema(task)])
+
+
+def csv_row(row):
+    return {k: json.dumps(v) if k in LIST_COLUMNS and v is not None else v for k, v in row.items()}
+
+
 def check_out(path, task):
-    path = Path(path)
+    path = as_path(path)
     if path.suffix.lower() not in FORMATS:
         raise ZooError(f"--out {path}: use a file name ending in {', '.join(FORMATS)}.")
     if path.suffix.lower() in EMBEDDING_ONLY and task != "embed":
@@ -146,7 +157,7 @@ def write_csv(parts, path, final):
         writer = csv.DictWriter(f, fieldnames=schema(parts.task).names)
         writer.writeheader()
         for row in parts.rows():
-            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()})
+            writer.writerow(csv_row(row))
 
 
 def write_parquet(parts, path, final):
@@ -271,9 +282,6 @@ def read_csv(path, task):
 
     with open(path, newline="") as f:
         yield from (decode_csv_row(row) for row in csv.DictReader(f))
-
-
-LIST_COLUMNS = ("predictions", "detections", "embedding")  # JSON in a CSV cell
 
 
 def decode_csv_row(row):

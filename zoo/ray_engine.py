@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .bulk import Summary, make_row
 from .errors import ZooError, require
-from .outputs import schema
+from .files import as_path
+from .outputs import csv_row, csv_schema, schema
 from .sources import URL_PREFIXES, Item, sources_for
 
 WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".csv": "write_csv"}
@@ -29,13 +30,13 @@ COLUMNS = ["input", "frame_time", "error"]  # what resuming and the summary read
 class Predictor:
     """Loads the model once per Ray actor; each call turns a batch of inputs into result rows."""
 
-    def __init__(self, record, builder, task, load, options, sources):
+    def __init__(self, record, builder, task, load, options, sources, as_csv):
         import zoo
         from zoo.registry import register
 
         register(record, loader=builder, override=True)  # the driver's record, also one registered in its code
         self.model, self.task, self.options = zoo.load(record.name, **load), task, options
-        self.sources = sources
+        self.sources, self.as_csv = sources, as_csv  # CSV cells hold text: lists go as JSON, as the local engine writes
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -44,6 +45,8 @@ class Predictor:
                                                    zip(batch["input"].to_pylist(), batch["value"].to_pylist())))
         results = self.model.stream(self.task, [i.value for i in items], self.options, progress=False, keep_errors=True)
         rows = [make_row(self.model, self.task, item, result) for item, result in zip(items, results)]
+        if self.as_csv:
+            return pa.Table.from_pylist([csv_row(row) for row in rows], schema=csv_schema(self.task))
         return pa.Table.from_pylist(rows, schema=schema(self.task))
 
     def expand(self, key, value):
@@ -75,13 +78,13 @@ def run_ray(name, inputs, *, task, out, resume, options, reading, address, concu
     rows = [{"input": i.key, "value": str(i.value)} for i in files if i.key not in done]
     if rows:
         predictor = {"record": record, "builder": registry().builders.get(record.name), "task": task, "load": load,
-                     "options": options, "sources": sources}
+                     "options": options, "sources": sources, "as_csv": out.suffix.lower() == ".csv"}
         write(ray, rows, out, predictor, concurrency, batch_size)
     return summary_of(out, {r["input"] for r in rows}, skipped=len(files) - len(rows), seconds=time.perf_counter() - started)
 
 
 def target(out):
-    out = Path(out)
+    out = as_path(out)
     if out.suffix.lower() not in WRITERS:
         raise ZooError(f"--out {out}: the ray engine writes {', '.join(WRITERS)} (a folder of files).")
     if out.is_file():

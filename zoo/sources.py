@@ -14,6 +14,7 @@ from typing import Any
 
 from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput, require
+from .files import as_path
 from .inputs import URL_PREFIXES as WEB_PREFIXES
 from .inputs import VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video
 from .streaming import Failed
@@ -59,9 +60,12 @@ class Sources:
         text = str(value)
         if text.startswith(URL_PREFIXES):
             return [Item(text[:200], text)]
+        try:
+            path = as_path(text)
+        except BadInput as e:  # named in a list or manifest: one error row, and the run goes on
+            return [Item(text[:200], Failed(str(e)))]
         if any(c in text for c in "*?["):
             return self.paths(glob_paths(text))
-        path = Path(text).expanduser()
         if path.is_dir():
             walk = path.rglob("*") if self.recursive else path.iterdir()
             return self.paths(sorted(walk))

@@ -22,7 +22,7 @@ def resolve(record, weights=None):
     if weights is not None:
         if not isinstance(weights, (str, os.PathLike)):
             raise BadInput(f"weights={weights!r}: pass the path of a weights file or a save_pretrained folder.")
-        path = as_path(weights).expanduser()
+        path = as_path(weights)
         if not path.exists():
             raise MissingWeights(f"weights={str(weights)!r} for model {record.name!r} does not exist.")
         return path

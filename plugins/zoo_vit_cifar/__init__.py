@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 import zoo
+from zoo.files import as_path
 from zoo.cli import POSITIVE, PositiveFloat, device_option
 from zoo.vision import ImageModel, build_network
 
@@ -78,7 +79,7 @@ def train_command(name, preset, data_root, out, epochs, batch_size, lr, seed, de
     """Train NAME on CIFAR-10 from scratch (multi-GPU: torchrun --nproc_per_node N -m zoo train ...)."""
     from .train import train
 
-    out = Path(out or f"runs/{name}-{preset}")
+    out = as_path(out or f"runs/{name}-{preset}")
     if not (resume or force) and any((out / f).exists() for f in ("checkpoint.safetensors", "metrics.json")):
         raise zoo.ZooError(f"{out} holds a training run already: pass --resume to continue it, --force to "
                            "replace it, or --out for another folder.")
