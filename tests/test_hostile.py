@@ -707,3 +707,15 @@ def test_a_full_disk_is_the_systems_words_not_a_bug(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo.api, "load", lambda *a, **k: open(tmp_path))  # an OSError that names its file
     result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", S])
     assert result.output.strip().splitlines() == [f"Error: {tmp_path}: Is a directory."]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    from zoo.files import atomic_path
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.safetensors") as tmp:  # safetensors replaces the file it writes
+            save_file({"w": torch.zeros(1)}, str(tmp))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644

@@ -38,10 +38,12 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     tmp = _temp_beside(path)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual permissions
     try:
         yield tmp
         try:
+            # mkstemp makes 0600 (and writers that replace the file, as safetensors does, keep it): the saved
+            # file gets the usual permissions
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except OSError as e:
             raise ZooError(f"Cannot write {path}: {e.strerror or e}.") from None
