@@ -65,6 +65,7 @@ def test_failures_get_a_row_with_the_reason_and_others_run(tiny_deit):
     assert [r["status"] for r in table] == ["failed", "ok", "failed"]
     assert "MissingWeights" in table.rows[0]["error"] and "weights=PATH" in table.rows[0]["error"]
     assert "--protocol head" in table.rows[2]["error"]
+    assert str(table).splitlines()[-2].startswith("deit-small: FAILED: MissingWeights")  # printed, the reason shows
     with pytest.raises(zoo.UnknownModel):
         run(["no-such-model"])
     shown = CliRunner().invoke(build_cli(), ["results"]).output

@@ -32,7 +32,9 @@ class Table:
         from .tables import table
 
         columns = results.SUMMARY
-        return table([[results.fmt(r.get(c), c) for c in columns] for r in self.rows], [c.upper() for c in columns])
+        failures = [f"\n{r['model']}: FAILED: {r['error']}" for r in self.rows if r["status"] != "ok"]
+        return table([[results.fmt(r.get(c), c) for c in columns] for r in self.rows],
+                     [c.upper() for c in columns]) + "".join(failures)
 
     def to_pandas(self):
         from .errors import require
@@ -144,7 +146,7 @@ def bench_one(name, data, train_split, *, protocol, batch_size, device, dtype, p
 
 
 def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=None, protocol="auto", batch_size=None,
-            device=None, dtype=None, seed=0, db=None, progress=False, train_limit=5000, on_row=None):
+            device=None, dtype=None, seed=0, db=None, progress=False, train_limit=5000):
     """Benchmark each model on one dataset; every finished row is saved before the next model starts."""
     if protocol not in PROTOCOLS:
         raise ZooError(f"Unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
@@ -174,12 +176,8 @@ def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=No
             row = {**base, **bench_one(name, data, train_split, protocol=protocol, batch_size=batch_size, device=device,
                                        dtype=dtype, progress=progress)}
         except Exception as e:  # a failing model gets a row with the reason; the others still run
-            if isinstance(e, KeyboardInterrupt):
-                raise
             row = {**base, "status": "failed", "error": f"{type(e).__name__}: {e}"}
         results.save_row(row, db)
         rows.append(row)
-        if on_row:
-            on_row(row)
     return Table(rows)
 

@@ -414,13 +414,9 @@ def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit,
         if path:
             check_writable(path)
 
-    def show(row):
-        if row["status"] != "ok":
-            click.echo(f"{row['model']}: FAILED: {row['error']}", err=True)
-
     rows = compare(list(models), dataset=dataset, data_root=data_root, split=split, limit=limit, seed=seed,
                    protocol=protocol, train_limit=train_limit, batch_size=batch_size, device=device, dtype=dtype,
-                   db=db, progress=not as_json, on_row=show)
+                   db=db, progress=not as_json)
     if as_json:
         emit_json(rows.rows)
     else:
