@@ -719,3 +719,16 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_labels_that_do_not_fit_the_head_say_so(registry_file):
+    @zoo.register_model("three-labels-two-scores", labels=["a", "b", "c"], override=True)
+    def build():
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+
+    with pytest.raises(zoo.ZooError, match="gives 2 scores an image but its record names 3 labels"):
+        zoo.load("three-labels-two-scores").classify(np.zeros((8, 8, 3), np.uint8))
+    for labels in ("[a, a]", "[a, ' ']", "[]"):
+        registry_file(f"- {{name: doubled, plugin: vit_cifar, architecture: vit, labels: {labels}}}")
+        with pytest.raises(zoo.InvalidRecord, match="expected distinct, non-empty label names"):
+            zoo.list_models()

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import zoo
@@ -53,6 +54,16 @@ def test_validate_converts():
 def test_load_refuses_bad_runtime_and_model_options(kwargs, message):
     with pytest.raises(zoo.BadInput, match=message):
         zoo.load("vit-cifar", **kwargs)
+
+
+def test_a_builder_refusing_its_options_is_one_line():
+    @zoo.register_model("unannotated", labels=["a", "b"], override=True)
+    def build(classes=2):  # no annotation: any value reaches the builder, which refuses it
+        return torch.nn.Linear(3, classes)
+
+    with pytest.raises(zoo.BadInput, match=r"unannotated: cannot build .*build from \{'classes': 'x'\} \(.*\)\. "
+                                            r"Check the model_args in its zoo.register_model call"):
+        zoo.load("unannotated", classes="x")
 
 
 def test_runtime_options_reach_every_family(samples):

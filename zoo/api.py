@@ -95,10 +95,10 @@ class BuilderLoader:
     def load(self, record, weights, runtime, options):
         from .labels import resolve_labels
         from .model import Model
-        from .vision import ImageModel
+        from .vision import ImageModel, build_network
         from .weights import apply_state_dict, load_state_dict
 
-        built = self.builder(**given(options))
+        built = build_network(record, self.builder, given(options), where="its zoo.register_model call")
         if isinstance(built, Model):
             return built
         if weights is not None:

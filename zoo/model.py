@@ -269,6 +269,9 @@ class Model:
     def label_predictions(self, logits, options):
         """Predictions from logits over the model's own labels, restricted to `labels=` when given."""
         labels = options.labels or self.labels
+        if logits.shape[-1] != len(self.labels):
+            raise ZooError(f"{self.name}: its network gives {logits.shape[-1]} scores an image but its record names "
+                           f"{len(self.labels)} labels: make the labels match the network's head.")
         if options.labels is not None:
             logits = logits[:, [self.labels.index(label) for label in labels]]
         return top_predictions(logits, labels, options.top_k)

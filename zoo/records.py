@@ -136,7 +136,10 @@ def _mapping(data, key, problem, bad, numbers=False):
 
 def _labels(labels, bad):
     if isinstance(labels, list):
-        return tuple(_string_list(labels, lambda p: bad("labels", p)))
+        names = _string_list(labels, lambda p: bad("labels", p))
+        if not names or len(set(names)) != len(names) or not all(name.strip() for name in names):
+            raise bad("labels", "expected distinct, non-empty label names (a prediction names one)")
+        return tuple(names)
     if labels is not None and not isinstance(labels, str):
         raise bad("labels", "expected a label-set name (e.g. imagenet-1k) or a list of names")
     return labels
