@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import socket
 import sqlite3
@@ -732,3 +733,21 @@ def test_labels_that_do_not_fit_the_head_say_so(registry_file):
         registry_file(f"- {{name: doubled, plugin: vit_cifar, architecture: vit, labels: {labels}}}")
         with pytest.raises(zoo.InvalidRecord, match="expected distinct, non-empty label names"):
             zoo.list_models()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / "config.json").write_text("{"), "config.json is not a readable probe config"),
+    (lambda f: (f / "config.json").write_text('{"labels": 5}'), "expected 'labels', a list of names"),
+    (lambda f: (f / "config.json").unlink(), "config.json is not a readable probe config (No such file"),
+    (lambda f: (f / "head.safetensors").write_bytes(b"x"), "head.safetensors is not a readable safetensors file"),
+    (lambda f: save_file({"weight": torch.zeros(3, 128)}, str(f / "head.safetensors")),
+     "does not hold a linear head for 10 labels"),
+    (lambda f: save_file({"weight": torch.zeros(10, 64), "bias": torch.zeros(10), "mean": torch.zeros(64),
+                          "std": torch.ones(64)}, str(f / "head.safetensors")),
+     "its head takes 64 features but vit-cifar gives 128: it was trained on another backbone"),
+])
+def test_a_damaged_probe_folder_is_one_line(damage, message):
+    folder = Path(probe.probe("vit-cifar", dataset="cifar10-sample", epochs=1, limit=20, test_limit=10)["path"])
+    damage(folder)
+    with pytest.raises(zoo.ZooError, match=re.escape(message)):
+        zoo.load("vit-cifar+cifar10-sample").classify(np.zeros((32, 32, 3), np.uint8))

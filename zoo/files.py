@@ -74,6 +74,19 @@ def _temp_beside(path):
     return Path(tmp)
 
 
+def read_json_object(path, what):
+    """The JSON object in `path` (a config zoo wrote); one line when it is missing, damaged or not an object."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BadInput(f"{path} is not a readable {what} ({getattr(e, 'strerror', None) or e}).") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: expected a JSON object ({what}), found {type(data).__name__}.")
+    return data
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text)

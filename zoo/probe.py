@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .config import home
 from .datasets import get_dataset
-from .files import atomic_path, write_text
+from .files import atomic_path, read_json_object, write_text
 from .hookspecs import hookimpl
 from .errors import ZooError
 from .model import Model
@@ -151,16 +151,14 @@ class ProbeModel(Model):
 
     @classmethod
     def load(cls, record, weights, runtime, options):
-        from safetensors.torch import load_file
-
         from . import api
 
         if weights is None:
             raise ZooError(f"Probe {record.name!r} has no weights path; re-run 'zoo probe'.")
-        config = json.loads((Path(weights) / "config.json").read_text())
+        labels, head = read_probe(Path(weights))
         backbone = api.load(record.model_args["backbone"], device=runtime.device, dtype=runtime.dtype,
                             batch_size=runtime.batch_size, workers=runtime.workers)
-        return cls(record, runtime, backbone, load_file(Path(weights) / "head.safetensors"), config["labels"], weights)
+        return cls(record, runtime, backbone, head, labels, weights)
 
     def param_count(self):
         return self.backbone.param_count() + self.head["weight"].numel() + self.head["bias"].numel()
@@ -170,7 +168,28 @@ class ProbeModel(Model):
 
     def classify_batch(self, batch, options):
         features = self.backbone.embed_batch(batch, self.backbone.embed_options())
+        if features.shape[-1] != self.head["weight"].shape[1]:
+            raise ZooError(f"{self.name}: its head takes {self.head['weight'].shape[1]} features but "
+                           f"{self.backbone.name} gives {features.shape[-1]}: it was trained on another backbone; "
+                           "re-run 'zoo probe'.")
         return self.label_predictions(linear_logits(self.head, features), options)
+
+
+def read_probe(folder):
+    """(labels, head tensors) of a probe folder, checked: a damaged or edited one is one line."""
+    from .weights import load_state_dict
+
+    labels = read_json_object(folder / "config.json", "probe config").get("labels")
+    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
+        raise ZooError(f"{folder / 'config.json'}: expected 'labels', a list of names; re-run 'zoo probe'.")
+    head = load_state_dict(folder / "head.safetensors")
+    shapes = {key: tuple(getattr(head.get(key), "shape", ())) for key in ("weight", "bias", "mean", "std")}
+    classes, width = (shapes["weight"] + (0, 0))[:2]
+    if classes != len(labels) or shapes != {"weight": (classes, width), "bias": (classes,), "mean": (width,),
+                                            "std": (width,)}:
+        raise ZooError(f"{folder / 'head.safetensors'} does not hold a linear head for {len(labels)} labels "
+                       f"(shapes {shapes}); re-run 'zoo probe'.")
+    return labels, head
 
 
 @hookimpl

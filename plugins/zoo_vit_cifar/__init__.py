@@ -1,12 +1,11 @@
 """Built-in plugin: the from-scratch ViT trained on CIFAR-10 (`vit-cifar`), and `zoo train`."""
 
-import json
 from pathlib import Path
 
 import click
 
 import zoo
-from zoo.files import as_path
+from zoo.files import as_path, read_json_object
 from zoo.cli import POSITIVE, PositiveFloat, device_option
 from zoo.vision import ImageModel, build_network
 
@@ -45,11 +44,8 @@ def run_config(path):
     """A training output folder's config.json as a mapping (none there: {})."""
     if not path.is_file():
         return {}
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise zoo.BadInput(f"{path} is not a readable run config ({e}).") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model_args", {}), dict):
+    config = read_json_object(path, "run config")
+    if not isinstance(config.get("model_args", {}), dict):
         raise zoo.BadInput(f"{path}: expected a JSON object whose model_args is an object.")
     return config
 
