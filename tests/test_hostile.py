@@ -386,7 +386,8 @@ def test_paths_no_file_system_takes_are_one_line_or_an_error_row(tmp_path, sampl
 
 @pytest.mark.parametrize("config, message", [
     ("{not json", "config.json is not a readable run config"),
-    ("[1, 2]", "expected a JSON object whose model_args is an object"),
+    ("[1, 2]", r"expected a JSON object \(run config\), found list"),
+    ('{"model_args": 3}', "expected a JSON object whose model_args is an object"),
     ('{"model_args": {"depth": "deep"}}', "cannot build vit from .*'depth': 'deep'.* Check the model_args in .*config.json"),
 ])
 def test_a_damaged_run_config_is_one_line(tmp_path, config, message):
