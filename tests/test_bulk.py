@@ -1,6 +1,7 @@
 """Bulk inference: every input and output kind, error rows, kill-and-resume, video frames, the Ray engine."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,29 @@ def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path, monkeypa
         assert [r["input"] for r in resumed] == [r["input"] for r in uninterrupted]
         assert all(np.allclose(a["embedding"], b["embedding"], atol=1e-5) for a, b in zip(resumed, uninterrupted)
                    if a["embedding"] is not None)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("p.jsonl", b"garbage\n", "is not a zoo results file (JSONDecodeError"),
+    ("p.jsonl", b'{"a": 1}\n', "holds a row that is not one of zoo's classify results ({'a': 1})"),
+    ("p.jsonl", b'{"input": "x", "task": "classify"}\ngarbage\n', "is not a zoo results file"),  # after a good part
+    ("p.csv", b"name,size\nx,1\n", "is not a zoo results file (ValueError: its columns are name, size, not zoo's)"),
+    ("p.parquet", b"PAR1 not really", "is not a zoo results file (ArrowInvalid"),
+    ("e.npy", b"\x93NUMPY garbage", "is not a zoo results file"),
+    ("e.safetensors", b"garbage!", "is not a zoo results file (SafetensorError"),
+])
+def test_resume_refuses_a_file_that_is_not_zoos_results_and_keeps_it(samples, tmp_path, monkeypatch, name, content,
+                                                                     message):
+    """Resuming appends to the file: one that is not zoo's results would be replaced, so it is refused as it is."""
+    from zoo import outputs
+
+    monkeypatch.setattr(outputs, "RESUME_ROWS", 1)
+    out = tmp_path / name
+    out.write_bytes(content)
+    task = "embed" if name.startswith("e.") else "classify"
+    with pytest.raises(zoo.ZooError, match=re.escape(f"--resume: {out} {message}")):
+        zoo.run("vit-cifar", samples, task=task, out=out, resume=True)
+    assert out.read_bytes() == content and not out.with_name(name + ".parts").exists()
 
 
 def write_clip(clip):

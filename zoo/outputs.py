@@ -75,12 +75,21 @@ class Writer:
             if self.parts.exists() and not self.resume:
                 shutil.rmtree(self.parts)  # an earlier run's leftovers: this run starts afresh
             if self.resume and self.path.exists() and not self.part_files():
-                for rows in read_chunks(self.path, self.task):  # a finished output: resuming appends to it
-                    self.write(rows)
+                self.resume_finished()
         except BaseException:
             self.lock.release()
             raise
         return self
+
+    def resume_finished(self):
+        """A finished output's rows become the parts this run appends to; a file that is not zoo's results
+        leaves no parts behind (they would replace it)."""
+        try:
+            for rows in read_chunks(self.path, self.task):
+                self.write(rows)
+        except BaseException:
+            shutil.rmtree(self.parts, ignore_errors=True)
+            raise
 
     def __exit__(self, *error):
         self.lock.release()
@@ -260,7 +269,26 @@ RESUME_ROWS = 4096  # rows of a finished output turned into a part at a time, wh
 
 def read_chunks(path, task):
     """The rows of a finished output in lists of RESUME_ROWS, to resume it (embedding files keep only their
-    index and vectors)."""
+    index and vectors); a file that is not zoo's `task` results is one line."""
+    try:
+        for chunk in _read_chunks(path, task):
+            yield [resumed_row(path, row, task) for row in chunk]
+    except ZooError:
+        raise
+    except Exception as e:  # json, csv, pyarrow, numpy and safetensors each fail their own way
+        first = str(e).split(". ")[0][:100]  # numpy's second sentence suggests unpickling
+        raise ZooError(f"--resume: {path} is not a zoo results file ({type(e).__name__}: {first}). "
+                       "Choose another --out, or leave out --resume to replace it.") from None
+
+
+def resumed_row(path, row, task):
+    if not (isinstance(row, dict) and isinstance(row.get("input"), str) and row.get("task") == task):
+        raise ZooError(f"--resume: {path} holds a row that is not one of zoo's {task} results ({str(row)[:80]}). "
+                       "Choose another --out, or leave out --resume to replace it.")
+    return row
+
+
+def _read_chunks(path, task):
     from .streaming import chunks
 
     suffix = path.suffix.lower()
@@ -281,7 +309,10 @@ def read_csv(path, task):
     import csv
 
     with open(path, newline="") as f:
-        yield from (decode_csv_row(row) for row in csv.DictReader(f))
+        reader = csv.DictReader(f)
+        if reader.fieldnames and reader.fieldnames != schema(task).names:
+            raise ValueError(f"its columns are {', '.join(reader.fieldnames)[:60]}, not zoo's")
+        yield from (decode_csv_row(row) for row in reader)
 
 
 def decode_csv_row(row):
