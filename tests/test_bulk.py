@@ -361,6 +361,20 @@ def test_the_ray_engine_never_replaces_a_file_or_a_folder_of_other_files(tmp_pat
     assert (folder / "notes").is_dir()
 
 
+def test_the_ray_engine_names_a_damaged_part_when_resuming(tmp_path, samples):
+    for name, part in (("preds.jsonl", "a.json"), ("preds.parquet", "a.parquet"), ("preds.csv", "a.csv")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / part).write_text("garbage\n")
+        with pytest.raises(zoo.ZooError, match=f"{part} is not a readable part of a ray run's output .*: remove it"):
+            zoo.run("vit-cifar", samples, task="classify", out=tmp_path / name, engine="ray", resume=True)
+    from zoo.ray_engine import read
+
+    (tmp_path / "preds.csv" / "a.csv").write_text("input,frame_time,error\n001.png,,\nclip.mp4#t=0.500,0.5,bad\n")
+    (tmp_path / "preds.csv" / "b.csv").write_text("")  # a write cut short
+    assert read(tmp_path / "preds.csv").to_pylist() == [{"input": "001.png", "frame_time": None, "error": None},
+                                                        {"input": "clip.mp4#t=0.500", "frame_time": 0.5, "error": "bad"}]
+
+
 def test_one_run_at_a_time_writes_an_output(tmp_path, samples, monkeypatch):
     from zoo.outputs import Writer
 

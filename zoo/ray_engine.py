@@ -24,7 +24,6 @@ from .sources import URL_PREFIXES, Item, sources_for
 WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".csv": "write_csv"}
 WRITTEN = {".parquet": ".parquet", ".jsonl": ".json", ".csv": ".csv"}  # the files Ray's writers name
 FORWARDED_ENV = ("ZOO_", "HF_", "PYTHONPATH", "TRANSFORMERS_")  # settings every worker must share
-COLUMNS = ["input", "frame_time", "error"]  # what resuming and the summary read back
 
 
 class Predictor:
@@ -114,22 +113,31 @@ def write(ray, rows, out, predictor, concurrency, batch_size):
 
 
 def read(out):
-    """The rows written so far (Ray writes a folder of files)."""
+    """The rows written so far (Ray writes a folder of files; an empty one, a write cut short, holds none)."""
     import pyarrow as pa
 
-    if not out.exists():
-        return pa.table({c: pa.array([], t) for c, t in (("input", pa.string()), ("frame_time", pa.float64()),
-                                                        ("error", pa.string()))})
-    if out.suffix.lower() == ".parquet":
-        import pyarrow.dataset as ds
+    columns = pa.schema([("input", pa.string()), ("frame_time", pa.float64()), ("error", pa.string())])
+    files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith(".") and p.stat().st_size) \
+        if out.exists() else []
+    return pa.concat_tables([columns.empty_table(), *(read_part(path, columns) for path in files)])
 
-        return ds.dataset(str(out), format="parquet").to_table(columns=COLUMNS)
+
+def read_part(path, columns):
+    """One file's input, frame_time and error columns; a damaged file is one line (its inputs would run again)."""
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
-    reader = (lambda p: pd.read_json(p, lines=True)) if out.suffix.lower() == ".jsonl" else pd.read_csv
-    frame = pd.concat([reader(p)[COLUMNS] for p in files]) if files else pd.DataFrame(columns=COLUMNS)
-    return pa.Table.from_pandas(frame.astype(object).where(frame.notna(), None), preserve_index=False)
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_table(path, columns=columns.names).cast(columns)
+        frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".json" else \
+            pd.read_csv(path, dtype={"input": str, "error": str})
+        frame = frame[columns.names].astype(object)
+        return pa.Table.from_pandas(frame.where(frame.notna(), None), schema=columns, preserve_index=False)
+    except Exception as e:  # pandas and pyarrow each fail their own way
+        raise ZooError(f"{path} is not a readable part of a ray run's output ({type(e).__name__}: {str(e)[:100]}): "
+                       "remove it (its inputs run again) or choose another --out.") from None
 
 
 def source_of(row):
