@@ -309,8 +309,10 @@ def test_drawings_of_same_named_inputs_do_not_overwrite(tmp_path, samples):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         Image.open(samples / "cat.png").save(tmp_path / folder / "cat.png")
-    written = draw_detections([tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png"], [[], []], tmp_path / "out")
+    swapped = [zoo.Detection((20.0, 20.0, 4.0, 4.0), "猫 café", 0.9)]  # corners a model gave the other way round
+    written = draw_detections([tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png"], [[], swapped], tmp_path / "out")
     assert [p.name for p in written] == ["cat.boxes.png", "cat-2.boxes.png"]
+    assert np.asarray(Image.open(written[1]))[4, 10].tolist() == [255, 0, 0]  # the box's top edge
 
 
 def test_probe_names_and_alias_clashes():

@@ -17,8 +17,10 @@ def draw_detections(inputs, results, folder):
         image = load_image(item)
         pen = ImageDraw.Draw(image)
         for d in detections:
-            pen.rectangle(d.box, outline=(255, 0, 0), width=max(1, image.width // 200))
-            pen.text((d.box[0] + 2, d.box[1] + 2), d.label, fill=(255, 0, 0))
+            x0, y0, x1, y1 = d.box
+            box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))  # a model may give the corners swapped
+            pen.rectangle(box, outline=(255, 0, 0), width=max(1, image.width // 200))
+            pen.text((box[0] + 2, box[1] + 2), d.label, fill=(255, 0, 0))
         path = folder / f"{unique(stem_of(item, number), used)}.boxes.png"
         with atomic_path(path) as tmp:
             image.save(tmp, format="PNG")
