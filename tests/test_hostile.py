@@ -642,14 +642,18 @@ BAD_CLI = [
     (["results", "--export", "csv", "/dev/null/x.csv"], 1, "Cannot write"),
     (["embed", "vit-cifar", S, "--out", "/dev/null/x.npy"], 1, "Cannot write"),
     (["info", "vit-cifarr"], 1, "Did you mean"),
-    *[(args, 1, "not a usable path: longer than the file system allows") for args in (  # an OSError read as a bug
-        ["classify", "vit-cifar", LONG + ".png"],
-        ["classify", "vit-cifar", f"/tmp/{LONG}/*.png"],
-        ["embed", "vit-cifar", S, "--out", f"/tmp/{LONG}.npy"],
-        ["classify", "vit-cifar", S, "--weights", f"/tmp/{LONG}"],
-        ["eval", "vit-cifar", "--dataset", f"/tmp/{LONG}"],
-        ["train", "vit-cifar", "--data-root", f"/tmp/{LONG}"],
-        ["bench", "vit-cifar", "--dataset", "cifar10-sample", "--limit", "4", "--plot", f"/tmp/{LONG}.png"])],
+    *[(args, code, "not a usable path: longer than the file system allows") for code, args in (  # OSError: a bug?
+        (1, ["classify", "vit-cifar", LONG + ".png"]),
+        (1, ["classify", "vit-cifar", f"/tmp/{LONG}/*.png"]),
+        (1, ["eval", "vit-cifar", "--dataset", f"/tmp/{LONG}"]),
+        (2, ["embed", "vit-cifar", S, "--out", f"/tmp/{LONG}.npy"]),  # path options: usage errors
+        (2, ["classify", "vit-cifar", S, "--weights", f"/tmp/{LONG}"]),
+        (2, ["train", "vit-cifar", "--data-root", f"/tmp/{LONG}"]),
+        (2, ["bench", "vit-cifar", "--dataset", "cifar10-sample", "--limit", "4", "--plot", f"/tmp/{LONG}.png"]))],
+    *[(args, 2, "not a usable path: it holds a NUL byte") for args in (  # click.Path raised ValueError
+        ["results", "--export", "csv", "a\x00b"], ["lock", "import", "a\x00b"], ["probe", "vit-cifar", "--data-root", "\x00"])],
+    (["lock", "import", "/nonexistent"], 1, "Lock file not found: /nonexistent"),
+    (["results", "out.csv"], 1, "results are written to a file with --export FORMAT"),  # was silently ignored
 ]
 
 

@@ -3,8 +3,9 @@
 import click
 
 from . import cache, lock
-from .cli import emit_json, human_count
+from .cli import PATH, emit_json, human_count
 from .errors import ZooError
+from .files import as_path
 from .tables import table
 
 
@@ -110,7 +111,7 @@ def lock_group():
 
 
 @lock_group.command(name="export")
-@click.argument("file", type=click.Path())
+@click.argument("file", type=PATH)
 def lock_export(file):
     """Write the lock to FILE (for a team to import)."""
     lock.export(file)
@@ -118,10 +119,12 @@ def lock_export(file):
 
 
 @lock_group.command(name="import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=PATH)
 def lock_import(file):
     """Merge FILE's pins: loads of those models then resolve the same commits and check the same hashes."""
-    names = lock.import_from(file)
+    from .inputs import existing_file
+
+    names = lock.import_from(existing_file(as_path(file), "a zoo lock"))
     click.echo(f"Imported {len(names)} pins: {', '.join(names)}")
 
 

@@ -98,6 +98,25 @@ def human_count(n):
 POSITIVE = click.IntRange(min=1)
 
 
+class PathParam(click.ParamType):
+    """A file or folder path, as typed; what no file system takes is a usage error (click.Path raises ValueError
+    on a NUL byte)."""
+
+    name = "path"
+
+    def convert(self, value, param, ctx):
+        from .errors import BadInput
+
+        try:
+            as_path(value)
+        except BadInput as e:
+            self.fail(str(e), param, ctx)
+        return value
+
+
+PATH = PathParam()
+
+
 class PositiveFloat(click.ParamType):
     """A finite number above zero (click's FloatRange lets nan through)."""
 
@@ -122,7 +141,7 @@ def load_options(f):
     f = click.option("-o", "--option", "model_options", multiple=True, metavar="KEY=VALUE",
                      help="A model option (repeatable); 'zoo info NAME' and the plugin docs list them.")(f)
     f = batch_size_option(f)
-    f = click.option("--weights", type=click.Path(), default=None, help="Local weights file or folder.")(f)
+    f = click.option("--weights", type=PATH, default=None, help="Local weights file or folder.")(f)
     return device_option(dtype_option(f))
 
 
@@ -201,7 +220,7 @@ def bulk_options(f):
     f = click.option("--address", default=None, help="A Ray cluster to join [RAY_ADDRESS, else a local one].")(f)
     f = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)(f)
     f = click.option("--resume", is_flag=True, help="Skip the inputs --out already holds; append the rest.")(f)
-    f = click.option("--out", type=click.Path(), default=None,
+    f = click.option("--out", type=PATH, default=None,
                      help="Write results here (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).")(f)
     f = click.option("--fps", type=PositiveFloat(), default=None, help="Video frames per second for image models [1].")(f)
     f = click.option("--column", default="path", show_default=True, help="The path column of a CSV/Parquet manifest.")(f)
@@ -325,7 +344,7 @@ def embed(name, inputs, patch_tokens, **load):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--task", default=None, help="Model-specific: od, dense_region_caption, phrase_grounding, ocr_with_region.")
 @click.option("--phrase", default=None, help="The text to ground (phrase_grounding).")
-@click.option("--draw", type=click.Path(), default=None, help="Save each image with its boxes into this folder.")
+@click.option("--draw", type=PATH, default=None, help="Save each image with its boxes into this folder.")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
 @bulk_options
@@ -367,7 +386,7 @@ def plugins(as_json):
 @cli.command(name="eval")
 @click.argument("name")
 @click.option("--dataset", default="cifar10", show_default=True)
-@click.option("--data-root", type=click.Path(), default=None)
+@click.option("--data-root", type=PATH, default=None)
 @click.option("--split", default="test", show_default=True)
 @click.option("--limit", type=POSITIVE, default=None, help="A seeded random subset of N images.")
 @click.option("--json", "as_json", is_flag=True)
@@ -389,7 +408,7 @@ def evaluate(name, dataset, data_root, split, limit, as_json, **load):
 @cli.command()
 @click.argument("models", nargs=-1, required=True)
 @click.option("--dataset", default="cifar10", show_default=True, help="A registered dataset or an image folder.")
-@click.option("--data-root", type=click.Path(), default=None)
+@click.option("--data-root", type=PATH, default=None)
 @click.option("--split", default="test", show_default=True)
 @click.option("--limit", type=POSITIVE, default=None, help="A seeded random subset of N images (the same every run).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -399,10 +418,10 @@ def evaluate(name, dataset, data_root, split, limit, as_json, **load):
 @batch_size_option
 @device_option
 @dtype_option
-@click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
-@click.option("--plot", type=click.Path(), default=None, help="PNG: accuracy against throughput, and a confusion matrix.")
+@click.option("--db", type=PATH, default=None, help="Results database [$ZOO_HOME/results.db].")
+@click.option("--plot", type=PATH, default=None, help="PNG: accuracy against throughput, and a confusion matrix.")
 @click.option("--confusion", default=None, help="The model whose confusion matrix is drawn [the most accurate].")
-@click.option("--report", type=click.Path(), default=None, help="A self-contained HTML page of the results.")
+@click.option("--report", type=PATH, default=None, help="A self-contained HTML page of the results.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit, batch_size, device, dtype, db, plot,
           confusion, report, as_json):
@@ -438,10 +457,10 @@ def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit,
 @click.option("--dataset", default=None)
 @click.option("--model", default=None)
 @click.option("--last", type=POSITIVE, default=None, help="Only the newest N runs.")
-@click.option("--db", type=click.Path(), default=None, help="Results database [$ZOO_HOME/results.db].")
+@click.option("--db", type=PATH, default=None, help="Results database [$ZOO_HOME/results.db].")
 @click.option("--export", "export_format", type=click.Choice(["csv", "json", "md"]), default=None)
 @click.option("--json", "as_json", is_flag=True)
-@click.argument("file", required=False, type=click.Path())
+@click.argument("file", required=False, type=PATH)
 def results(dataset, model, last, db, export_format, as_json, file):
     """List kept benchmark results (DELTA: top-1 change from the model's previous run); or --export FORMAT FILE."""
     from . import results as store
@@ -452,6 +471,8 @@ def results(dataset, model, last, db, export_format, as_json, file):
             raise ZooError("--export needs a FILE to write, e.g. zoo results --export csv results.csv")
         store.export(rows, export_format, file)
         return click.echo(f"Wrote {len(rows)} rows to {file}")
+    if file:
+        raise ZooError(f"{file}: results are written to a file with --export FORMAT (csv, json or md).")
     if as_json:
         return emit_json(rows)
     columns = ["created_at", "run_id", "model", "dataset", "protocol", "n", "top1", "delta_top1", "throughput", "status"]

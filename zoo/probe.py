@@ -201,12 +201,12 @@ def register_loaders(register):
 def register_commands(cli):
     import click
 
-    from .cli import POSITIVE, batch_size_option, device_option, dtype_option
+    from .cli import PATH, POSITIVE, batch_size_option, device_option, dtype_option
 
     @cli.command(name="probe")
     @click.argument("backbone")
     @click.option("--dataset", default="cifar10", show_default=True)
-    @click.option("--data-root", type=click.Path(), default=None)
+    @click.option("--data-root", type=PATH, default=None)
     @click.option("--name", default=None, help="Name of the new model [BACKBONE+DATASET].")
     @click.option("--limit", type=POSITIVE, default=None, help="A seeded subset of N training images.")
     @click.option("--test-limit", type=POSITIVE, default=None, help="A seeded subset of N test images.")

@@ -6,7 +6,7 @@ import click
 
 import zoo
 from zoo.files import as_path, read_json_object
-from zoo.cli import POSITIVE, PositiveFloat, device_option
+from zoo.cli import PATH, POSITIVE, PositiveFloat, device_option
 from zoo.vision import ImageModel, build_network
 
 from .presets import PRESETS
@@ -58,8 +58,8 @@ def register_loaders(register):
 @click.command(name="train")
 @click.argument("name", type=click.Choice(["vit-cifar"]), metavar="NAME")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu", show_default=True)
-@click.option("--data-root", type=click.Path(), required=True, help="Folder with cifar-10-batches-py/.")
-@click.option("--out", type=click.Path(), default=None, help="Output folder [runs/NAME-PRESET].")
+@click.option("--data-root", type=PATH, required=True, help="Folder with cifar-10-batches-py/.")
+@click.option("--out", type=PATH, default=None, help="Output folder [runs/NAME-PRESET].")
 @click.option("--epochs", type=POSITIVE, default=None, help="Override the preset's epochs.")
 @click.option("--batch-size", type=POSITIVE, default=None, help="Global batch size (over all processes).")
 @click.option("--lr", type=PositiveFloat(), default=None)
