@@ -233,6 +233,19 @@ def reading_of(bulk):
     return {"recursive": bulk["recursive"], "extensions": bulk["ext"], "column": bulk["column"], "fps": bulk["fps"]}
 
 
+def check_flags(bulk, printed):
+    """A flag that would do nothing is an error: bulk flags need --out, flags for printed results exclude it."""
+    if bulk["out"]:
+        mixed = [flag for flag, given in printed.items() if given]
+        if mixed:
+            raise ZooError(f"{mixed[0]} shapes results printed here; with --out they go to {bulk['out']}: leave out one.")
+        return
+    idle = {"resume": False, "engine": "local", "address": None, "concurrency": 2}
+    unused = [name for name, default in idle.items() if bulk[name] != default]
+    if unused:
+        raise ZooError(f"--{unused[0]} applies to a bulk run into a file: add --out (e.g. --out results.jsonl).")
+
+
 def split_bulk(options):
     keys = ("recursive", "ext", "column", "fps", "out", "resume", "engine", "address", "concurrency")
     return {k: options.pop(k) for k in keys}
@@ -254,9 +267,11 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
         raise ZooError(f"{summary.failed} input(s) failed: their rows in {bulk['out']} say why.")
 
 
-def loaded(name, inputs, task, options, load):
-    """(model, input names, input values) for results printed here; None when --out ran a bulk run instead."""
+def loaded(name, inputs, task, options, load, printed):
+    """(model, input names, input values) for results printed here; None when --out ran a bulk run instead.
+    `printed`: {flag: whether given} for the flags that shape printed results."""
     bulk = split_bulk(load)
+    check_flags(bulk, printed)
     if bulk["out"]:
         return run_bulk(name, inputs, task, options, load, bulk)
     model = load_model(name, load, task, options)
@@ -284,7 +299,7 @@ def shown(model, inputs, bulk):
 def classify(name, inputs, top_k, labels, as_json, **load):
     """Classify images: top-K labels with probabilities (--out: every input into a results file)."""
     options = given(top_k=top_k, labels=[s.strip() for s in labels.split(",") if s.strip()] if labels else None)
-    found = loaded(name, inputs, "classify", options, load)
+    found = loaded(name, inputs, "classify", options, load, {"--json": as_json})
     if found is None:  # --out: a bulk run wrote them
         return
     model, names, values = found
@@ -308,7 +323,7 @@ def classify(name, inputs, top_k, labels, as_json, **load):
 def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load):
     """Describe images or videos (captions, OCR, answers to --prompt)."""
     options = given(prompt=prompt, task=task, max_new_tokens=max_new_tokens)
-    found = loaded(name, inputs, "describe", options, load)
+    found = loaded(name, inputs, "describe", options, load, {"--json": as_json, "--stream": stream is not None})
     if found is None:  # --out: a bulk run wrote them
         return
     model, names, values = found
@@ -351,7 +366,7 @@ def embed(name, inputs, patch_tokens, **load):
 def detect(name, inputs, task, phrase, draw, as_json, **load):
     """Detect objects or regions: boxes in pixel coordinates with labels."""
     options = given(task=task, phrase=phrase)
-    found = loaded(name, inputs, "detect", options, load)
+    found = loaded(name, inputs, "detect", options, load, {"--json": as_json, "--draw": bool(draw)})
     if found is None:  # --out: a bulk run wrote them
         return
     model, names, values = found
