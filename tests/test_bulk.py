@@ -428,3 +428,11 @@ def test_an_input_the_model_refuses_is_an_error_row_in_any_batch(tmp_path, batch
     arrays = [np.zeros((size, size, 3), np.uint8) for size in (8, 7, 8)]
     zoo.run("picky", arrays, task="classify", out=tmp_path / "rows.jsonl")
     assert [row["error"] for row in rows(tmp_path / "rows.jsonl")] == [None, "this model refuses 7x7 images", None]
+
+
+def test_arguments_that_would_do_nothing_are_errors(samples, tmp_path):
+    with pytest.raises(zoo.ZooError, match="address and concurrency are the ray engine's"):
+        zoo.run("vit-cifar", samples, task="classify", out=tmp_path / "a.jsonl", concurrency=4)
+    with pytest.raises(zoo.ZooError, match="this model is loaded already"):
+        zoo.run(zoo.load("vit-cifar"), samples, task="classify", out=tmp_path / "a.jsonl", load={"batch_size": 4})
+    assert not (tmp_path / "a.jsonl").exists()

@@ -53,6 +53,10 @@ def run(model, inputs, *, task, out, resume=False, options=None, recursive=False
                        address=address, concurrency=concurrency, load=load or {})
     if engine != "local":
         raise ZooError(f"Unknown engine {engine!r}: use local or ray.")
+    if address is not None or concurrency != 2:
+        raise ZooError("address and concurrency are the ray engine's: pass engine='ray', or leave them out.")
+    if isinstance(model, Model) and load:
+        raise ZooError("load= holds zoo.load's arguments for a model name; this model is loaded already.")
     sources = sources_for(False, **reading)  # bad reading options fail before a model loads
     model = model if isinstance(model, Model) else api.load(model, **(load or {}))
     return run_local(model, inputs, task=task, out=out, resume=resume, options=options or {},
