@@ -72,6 +72,7 @@ def test_failures_get_a_row_with_the_reason_and_others_run(tiny_deit):
     assert "ERROR" in shown.splitlines()[0] and "MissingWeights" in shown
     as_json = json.loads(CliRunner().invoke(build_cli(), ["results", "--json"]).output)
     assert [r["status"] for r in as_json] == ["failed", "ok", "failed"]
+    assert [r["model"] for r in run("vit-cifar", protocol="head", limit=4)] == ["vit-cifar"]  # a name, not letters
 
 
 def test_rows_survive_an_interruption_between_models(monkeypatch, tiny_deit):

@@ -549,6 +549,10 @@ def test_truncated_and_oversized_images(tmp_path, samples, monkeypatch):
 def test_misleading_messages_are_gone():
     assert "Did you mean: vit-cifar," in str(pytest.raises(zoo.UnknownModel, zoo.info, "vit-cifarr").value)
     assert zoo.UnknownModel("x", ["x", "xy"]).matches == ["xy"]  # never suggests the name itself
+    assert str(zoo.UnknownModel("q" * 5000)).startswith(f"Unknown model '{'q' * 80}'... (5000 characters). Run")
+    for name in (5, None, ["vit-cifar"], b"vit-cifar"):
+        with pytest.raises(zoo.BadInput, match="A model name is text"):
+            zoo.load(name)
     many = zoo.UnsupportedCapability("m", "classify", [f"model-{i}" for i in range(12)])
     assert str(many).endswith("model-7 and 4 more ('zoo list --task classify').")
 

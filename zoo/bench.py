@@ -150,6 +150,7 @@ def compare(models, *, dataset="cifar10", data_root=None, split="test", limit=No
     """Benchmark each model on one dataset; every finished row is saved before the next model starts."""
     if protocol not in PROTOCOLS:
         raise ZooError(f"Unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    models = [models] if isinstance(models, str) else list(models)  # one name, not its letters
     if not models:
         raise ZooError("Name at least one model to benchmark.")
     for name in models:

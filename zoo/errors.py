@@ -12,7 +12,8 @@ class UnknownModel(ZooError, KeyError):
         self.name = name
         self.matches = difflib.get_close_matches(name, [k for k in known if k != name], n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(self.matches)}?" if self.matches else ""
-        super().__init__(f"Unknown model {name!r}.{hint} Run 'zoo list' to see every model.")
+        shown = repr(name) if len(name) <= 80 else f"{name[:80]!r}... ({len(name)} characters)"  # one short line
+        super().__init__(f"Unknown model {shown}.{hint} Run 'zoo list' to see every model.")
 
     def __str__(self):
         # KeyError would quote the whole message.

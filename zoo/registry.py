@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from .config import registry_paths, user_registry_path
-from .errors import InvalidRecord, PluginError, UnknownModel, ZooError
+from .errors import BadInput, InvalidRecord, PluginError, UnknownModel, ZooError
 from .plugins import Names, call_each, call_first
 from .records import parse_record
 
@@ -80,6 +80,8 @@ class Registry:
         return record
 
     def get(self, name):
+        if not isinstance(name, str):
+            raise BadInput(f"A model name is text, such as 'vit-cifar'; got {type(name).__name__} {name!r:.40}.")
         name = self.aliases.get(name, name)
         if name in self.records:
             return self.records[name]
