@@ -35,7 +35,7 @@ class Summary:
 
 
 def run(model, inputs, *, task, out, resume=False, options=None, recursive=False, extensions=None, column="path",
-        fps=None, progress=None, engine="local", address=None, concurrency=2, load=None):
+        fps=None, progress=None, engine="local", address=None, concurrency=None, load=None):
     """Run `task` over every input into `out` (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).
 
     `model` is a name or a loaded model (the ray engine takes a name; `load` holds zoo.load's arguments).
@@ -53,7 +53,7 @@ def run(model, inputs, *, task, out, resume=False, options=None, recursive=False
                        address=address, concurrency=concurrency, load=load or {})
     if engine != "local":
         raise ZooError(f"Unknown engine {engine!r}: use local or ray.")
-    if address is not None or concurrency != 2:
+    if address is not None or concurrency is not None:
         raise ZooError("address and concurrency are the ray engine's: pass engine='ray', or leave them out.")
     if isinstance(model, Model) and load:
         raise ZooError("load= holds zoo.load's arguments for a model name; this model is loaded already.")

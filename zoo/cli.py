@@ -7,7 +7,7 @@ import click
 
 from . import api
 from .config import truthy
-from .errors import ZooError
+from .errors import BadInput, ZooError
 from .files import as_path, check_writable
 from .records import TASKS
 from .tables import table
@@ -105,8 +105,6 @@ class PathParam(click.ParamType):
     name = "path"
 
     def convert(self, value, param, ctx):
-        from .errors import BadInput
-
         try:
             as_path(value)
         except BadInput as e:
@@ -216,7 +214,7 @@ def info(name, as_json):
 
 def bulk_options(f):
     """Inputs as a user has them (folders, globs, lists, manifests, videos) and results written to --out."""
-    f = click.option("--concurrency", type=POSITIVE, default=2, show_default=True, help="Ray actors.")(f)
+    f = click.option("--concurrency", type=POSITIVE, default=None, help="Ray actors [2].")(f)
     f = click.option("--address", default=None, help="A Ray cluster to join [RAY_ADDRESS, else a local one].")(f)
     f = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)(f)
     f = click.option("--resume", is_flag=True, help="Skip the inputs --out already holds; append the rest.")(f)
@@ -240,8 +238,8 @@ def check_flags(bulk, printed):
         if mixed:
             raise ZooError(f"{mixed[0]} shapes results printed here; with --out they go to {bulk['out']}: leave out one.")
         return
-    idle = {"resume": False, "engine": "local", "address": None, "concurrency": 2}
-    unused = [name for name, default in idle.items() if bulk[name] != default]
+    unused = [name for name in ("resume", "address", "concurrency") if bulk[name]] + \
+        (["engine"] if bulk["engine"] != "local" else [])
     if unused:
         raise ZooError(f"--{unused[0]} applies to a bulk run into a file: add --out (e.g. --out results.jsonl).")
 

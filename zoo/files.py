@@ -1,6 +1,7 @@
 """Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of one."""
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +27,7 @@ def as_path(value):
     return Path(text).expanduser()
 
 
+@functools.cache
 def _limit(name, default):
     try:
         return os.pathconf("/", name)

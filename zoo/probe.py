@@ -184,9 +184,8 @@ def read_probe(folder):
         raise ZooError(f"{folder / 'config.json'}: expected 'labels', a list of names; re-run 'zoo probe'.")
     head = load_state_dict(folder / "head.safetensors")
     shapes = {key: tuple(getattr(head.get(key), "shape", ())) for key in ("weight", "bias", "mean", "std")}
-    classes, width = (shapes["weight"] + (0, 0))[:2]
-    if classes != len(labels) or shapes != {"weight": (classes, width), "bias": (classes,), "mean": (width,),
-                                            "std": (width,)}:
+    width = shapes["weight"][-1] if len(shapes["weight"]) == 2 else None  # the backbone's features
+    if shapes != {"weight": (len(labels), width), "bias": (len(labels),), "mean": (width,), "std": (width,)}:
         raise ZooError(f"{folder / 'head.safetensors'} does not hold a linear head for {len(labels)} labels "
                        f"(shapes {shapes}); re-run 'zoo probe'.")
     return labels, head

@@ -23,6 +23,7 @@ from .sources import URL_PREFIXES, Item, sources_for
 
 WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".csv": "write_csv"}
 WRITTEN = {".parquet": ".parquet", ".jsonl": ".json", ".csv": ".csv"}  # the files Ray's writers name
+ACTORS = 2  # Ray actors when concurrency is not given
 FORWARDED_ENV = ("ZOO_", "HF_", "PYTHONPATH", "TRANSFORMERS_")  # settings every worker must share
 
 
@@ -108,7 +109,7 @@ def write(ray, rows, out, predictor, concurrency, batch_size):
 
     dataset = ray.data.from_items(rows).map_batches(
         Predictor, fn_constructor_kwargs=predictor, batch_size=batch_size, batch_format="pyarrow",
-        concurrency=concurrency, num_gpus=1 if torch.cuda.is_available() else 0)
+        concurrency=concurrency or ACTORS, num_gpus=1 if torch.cuda.is_available() else 0)
     getattr(dataset, WRITERS[out.suffix.lower()])(str(out))
 
 
