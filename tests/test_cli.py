@@ -153,3 +153,32 @@ def test_the_cli_reference_is_the_help_of_every_command(monkeypatch):
     if os.environ.get("ZOO_WRITE_DOCS"):
         REFERENCE.write_text(expected)
     assert text == expected, "docs/cli.md is out of date: ZOO_WRITE_DOCS=1 python -m pytest tests/test_cli.py -k reference"
+
+
+def test_a_missing_optional_package_is_one_line_naming_its_extra(samples, tmp_path, monkeypatch):
+    (tmp_path / "clip.mp4").write_bytes(b"not read: the package is missing first")
+    cases = [
+        ("av", ["classify", "vit-cifar", tmp_path / "clip.mp4"], "video"),
+        ("ray", ["classify", "vit-cifar", samples, "--out", tmp_path / "r.jsonl", "--engine", "ray"], "ray"),
+        ("timm", ["classify", "timm:deit_tiny_patch16_224", samples / "cat.png"], "timm"),
+        # named before the weights are looked for (or gigabytes of them downloaded)
+        ("transformers", ["describe", "florence-2-base", samples / "cat.png"], "vlm"),
+        ("qwen_vl_utils", ["describe", "qwen2-vl-2b-instruct", samples / "cat.png"], "vlm"),
+        # before the benchmark runs, not after it: no row is kept
+        ("matplotlib", ["bench", "vit-cifar", "--dataset", "cifar10-sample", "--plot", tmp_path / "b.png"], "plot"),
+    ]
+    for module, args, extra in cases:
+        with monkeypatch.context() as blocked:
+            blocked.setitem(sys.modules, module, None)  # what importing a package that is not installed does
+            result = zoo_cli(*args)
+        assert result.exit_code == 1, result.output
+        assert result.output == f"Error: This needs the Python package {module!r}: pip install 'zoo[{extra}]'\n"
+    assert json.loads(zoo_cli("results", "--json").output) == []  # nothing ran
+
+
+def test_bench_confusion_is_checked_before_the_run():
+    result = zoo_cli("bench", "vit-cifar", "--dataset", "cifar10-sample", "--confusion", "vit-cifar")
+    assert result.exit_code == 1 and "--confusion picks the model drawn by --plot or --report" in result.output
+    result = zoo_cli("bench", "vit-cifar", "--dataset", "cifar10-sample", "--report", "r.html", "--confusion", "deit-tiny")
+    assert result.exit_code == 1 and result.output.startswith("Error: --confusion deit-tiny: not one of the models")
+    assert json.loads(zoo_cli("results", "--json").output) == []  # nothing ran

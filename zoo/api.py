@@ -3,6 +3,7 @@
 import dataclasses
 
 from .catalogue import check_license
+from .errors import require
 from .options import from_signature, given, validate
 from .registry import register, registry
 from .runtime import make_runtime
@@ -24,6 +25,8 @@ def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compil
     options = model_options_of(loader, record, model_options)
     runtime = make_runtime(device=device, dtype=dtype, batch_size=batch_size, compile=compile, attention=attention,
                            device_map=device_map, max_memory=max_memory, workers=workers)
+    for module, extra in getattr(loader, "requires", {}).items():  # named before gigabytes of weights download
+        require(module, extra)
     return loader.load(record, resolve(record, weights), runtime, options)
 
 

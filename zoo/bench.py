@@ -39,7 +39,7 @@ class Table:
     def to_pandas(self):
         from .errors import require
 
-        return require("pandas", "dev").DataFrame(self.rows)  # pip install pandas (or 'zoo[dev]')
+        return require("pandas", "pandas").DataFrame(self.rows)
 
     def save(self, path):
         from pathlib import Path

@@ -7,7 +7,7 @@ import click
 
 from . import api
 from .config import truthy
-from .errors import BadInput, ZooError
+from .errors import BadInput, ZooError, require
 from .files import as_path, check_writable
 from .records import TASKS
 from .tables import table
@@ -445,6 +445,12 @@ def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit,
     for path in (plot, report):
         if path:
             check_writable(path)
+    if plot or report:
+        require("matplotlib", "plot")  # before the run, not after it
+    if confusion and not (plot or report):
+        raise ZooError("--confusion picks the model drawn by --plot or --report: add one of them.")
+    if confusion and confusion not in models:
+        raise ZooError(f"--confusion {confusion}: not one of the models benchmarked ({', '.join(models)}).")
 
     rows = compare(list(models), dataset=dataset, data_root=data_root, split=split, limit=limit, seed=seed,
                    protocol=protocol, train_limit=train_limit, batch_size=batch_size, device=device, dtype=dtype,

@@ -128,7 +128,7 @@ def check_pixels(name, width, height, what="the image"):
 def open_video(path):
     """(PyAV container, its first video stream), checked before any decoding: a stream to decode, frames within
     the pixel limit. Text metadata that is not UTF-8 is skipped (it does not stop a video from playing)."""
-    av = require("av", "vlm")
+    av = require("av", "video")
     with av.open(str(existing_file(Path(path), "a video")), metadata_errors="ignore") as container:
         if not container.streams.video:
             raise BadInput(f"{path} has no video stream.")

@@ -112,6 +112,7 @@ class Model:
     labels = None  # the model's own label names, for closed-set classifiers
     hints = {}  # capability -> what to do instead, added to the "cannot" error
     attention = None  # the attention implementation in use, when known
+    requires = {}  # Python package -> the zoo extra that installs it, checked before weights are fetched
 
     def __init__(self, record, runtime=None, *, weights_path=None):
         self.record, self.name, self.weights_path = record, record.name, weights_path

@@ -163,7 +163,7 @@ def reason(error):
 
 def frames(path, fps):
     """A video's frames at `fps` frames per second, decoded with PyAV as they are read."""
-    av = require("av", "vlm")
+    av = require("av", "video")
     try:
         with open_video(path) as (container, _):
             step, next_time = 1.0 / fps, 0.0

@@ -9,7 +9,7 @@ its describe/detect batch methods.
 from typing import Any, NamedTuple
 
 from .config import home
-from .errors import BadInput, MissingWeights, require
+from .errors import BadInput, MissingWeights
 from .model import Model, top_predictions
 from .streaming import iter_inputs
 
@@ -49,7 +49,6 @@ def check_folder(record, weights):
 
 def load_pretrained(model_class, processor_class, record, weights, runtime):
     """(model, processor, attention) from a save_pretrained folder; safetensors only, no network."""
-    require("transformers", "vlm")
     check_folder(record, weights)
     attention = runtime.attention or attention_backend(runtime.device)
     placement = {}
@@ -75,6 +74,7 @@ def sequence_logprobs(logits, targets, mask):
 class VisionLanguageModel(Model):
     open_vocabulary = True
     default_batch_size = 8
+    requires = {"transformers": "vlm"}
     card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
     classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
     per_input_options = ("prompt",)  # call options that may hold one value per input

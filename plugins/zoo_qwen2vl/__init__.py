@@ -34,6 +34,7 @@ class Qwen2VL(vlm.VisionLanguageModel):
     Options = Options
     classify_prompt = CLASSIFY_PROMPT
     reads_video = True
+    requires = {**vlm.VisionLanguageModel.requires, "qwen_vl_utils": "vlm"}
     card_generation = {"max_new_tokens": 128}  # the model card's generate call
 
     def __init__(self, record, runtime, model, processor, *, attention, options=Options(), weights_path=None):

@@ -69,7 +69,7 @@ def sample(path, ele, *, from_packets):
 
 def read_video(ele):
     """(TCHW uint8 frames, metadata, sample fps) for a qwen-vl-utils video element with a local path."""
-    av = require("av", "vlm")
+    av = require("av", "video")
     path = check_path(ele["video"])
     try:
         result = sample(path, ele, from_packets=True) or sample(path, ele, from_packets=False)
