@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
@@ -182,3 +183,44 @@ def test_bench_confusion_is_checked_before_the_run():
     result = zoo_cli("bench", "vit-cifar", "--dataset", "cifar10-sample", "--report", "r.html", "--confusion", "deit-tiny")
     assert result.exit_code == 1 and result.output.startswith("Error: --confusion deit-tiny: not one of the models")
     assert json.loads(zoo_cli("results", "--json").output) == []  # nothing ran
+
+
+def without_extras(tmp_path):
+    """A site-packages of links to this one's entries, less every distribution a zoo extra brings: what
+    `pip install zoo` alone would give (the extras' own dependencies stay, which only makes the check kinder)."""
+    import re
+    import sysconfig
+
+    extras = {re.match(r"[A-Za-z0-9_.-]+", r)[0] for r in metadata.requires("zoo") if "extra ==" in r}
+    hidden = set()
+    for name in extras - {"zoo"}:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        hidden |= {Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith("..")}
+    site = Path(sysconfig.get_paths()["purelib"])
+    base = tmp_path / "site"
+    base.mkdir()
+    for entry in site.iterdir():
+        if entry.name not in hidden:
+            (base / entry.name).symlink_to(entry)
+    return base
+
+
+@pytest.mark.slow
+def test_a_plain_install_without_extras_runs_vit_cifar_and_names_the_extras(samples, tmp_path, subprocess_env):
+    code = f"import sys; sys.path.append({str(without_extras(tmp_path))!r}); from zoo.cli import main; main()"
+
+    def zoo(*args):
+        return subprocess.run([sys.executable, "-S", "-c", code, *map(str, args)], capture_output=True, text=True,
+                              env=subprocess_env)
+
+    assert zoo("list").returncode == 0
+    done = zoo("classify", "vit-cifar", samples / "cat.png", "--top-k", "1")
+    assert done.returncode == 0 and done.stdout.splitlines()[1].split()[2] == "cat", done.stderr
+    assert zoo("embed", "vit-cifar", samples, "--out", tmp_path / "e.parquet").returncode == 0
+    for args, extra in ((["classify", "deit-tiny"], "timm"), (["describe", "florence-2-base"], "vlm"),
+                        (["bench", "vit-cifar", "--plot", tmp_path / "b.png"], "plot")):
+        done = zoo(*args, samples / "cat.png") if args[0] != "bench" else zoo(*args)
+        assert done.returncode == 1 and done.stderr.endswith(f"pip install 'zoo[{extra}]'\n"), done.stderr
