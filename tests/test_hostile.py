@@ -568,6 +568,21 @@ def test_a_head_without_labels_says_so(registry_file, tmp_path):
         zoo.load("unlabelled").classify(np.zeros((8, 8, 3), np.uint8))
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1e3", "nan", "inf"])
+def test_numeric_settings_that_are_not_numbers_are_one_line_before_any_work(monkeypatch, samples, value):
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", value)
+    with pytest.raises(zoo.ZooError, match=f"ZOO_MAX_IMAGE_PIXELS='{value}': use a whole number above 0"):
+        zoo.load("vit-cifar")  # not an error row for each input of a bulk run
+    monkeypatch.delenv("ZOO_MAX_IMAGE_PIXELS")
+    for name in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ZOO_HUB_TIMEOUT", value)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    if value != "1e3":  # a fine number of seconds
+        with pytest.raises(zoo.ZooError, match=f"ZOO_HUB_TIMEOUT='{value}': use a number above 0"):
+            zoo.load("deit-tiny")
+
+
 def test_an_unreachable_hub_is_one_line_and_quick(monkeypatch):
     import huggingface_hub.constants
 

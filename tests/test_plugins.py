@@ -35,6 +35,11 @@ def test_zoo_plugins_env_limits_what_loads(monkeypatch):
     assert "vit_cifar" in loaded and "timm" not in loaded and "example" not in loaded
     with pytest.raises(zoo.ZooError, match="plugin 'timm', which is not loaded"):
         zoo.load("deit-tiny")
+    monkeypatch.setenv("ZOO_PLUGINS", "vit_cifar,vit-cifar")  # a misspelt name is reported, not ignored
+    plugins.reset()
+    with pytest.warns(UserWarning, match="'vit-cifar' failed during ZOO_PLUGINS: no installed plugin has this name"):
+        plugins.load_plugins()
+    assert [(f.plugin, f.stage) for f in plugins.failures] == [("vit-cifar", "ZOO_PLUGINS")]
 
 
 def test_misspelt_hook_is_an_error():

@@ -4,6 +4,7 @@ import dataclasses
 
 from .catalogue import check_license
 from .errors import require
+from .inputs import max_pixels
 from .options import from_signature, given, validate
 from .registry import register, registry
 from .runtime import make_runtime
@@ -21,6 +22,7 @@ def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compil
     """
     record = registry().get(name)
     check_license(record)
+    max_pixels()  # a bad ZOO_MAX_IMAGE_PIXELS is one line here, not an error row for every input
     loader = registry().loader_for(record)
     options = model_options_of(loader, record, model_options)
     runtime = make_runtime(device=device, dtype=dtype, batch_size=batch_size, compile=compile, attention=attention,

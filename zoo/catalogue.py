@@ -91,7 +91,13 @@ def allowed_licenses():
     if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
         raise ZooError(f"allowed_licenses in {home() / 'config.yaml'} must be a list of licence names, "
                        "such as [apache-2.0, mit].")
-    return {v.strip().lower() for v in value if v.strip()} if value else None
+    if value is None:
+        return None
+    allowed = {v.strip().lower() for v in value if v.strip()}
+    if not allowed:  # allowing nothing at all is surely not what was meant
+        raise ZooError("The licence policy names no licence: list some (ZOO_ALLOWED_LICENSES=apache-2.0,mit), or "
+                       "unset it to allow every licence.")
+    return allowed
 
 
 def check_license(record):

@@ -20,6 +20,25 @@ def truthy(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def env_number(name, default, kind=int):
+    """A number above 0 from the environment variable `name` (unset or empty: `default`); else one line."""
+    import math
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not (value > 0 and math.isfinite(value)):
+        from .errors import ZooError
+
+        number = "a whole number" if kind is int else "a number"
+        raise ZooError(f"{name}={text!r}: use {number} above 0 (unset, it is {default}).")
+    return value
+
+
 def offline():
     """True when ZOO_OFFLINE or HF_HUB_OFFLINE is set: zoo then makes no network request at all."""
     return truthy("ZOO_OFFLINE") or truthy("HF_HUB_OFFLINE")

@@ -8,11 +8,10 @@ files against the lock. Without a pinned revision, a record resolves through the
 import contextlib
 import contextvars
 import hashlib
-import os
 from pathlib import Path
 
 from . import lock
-from .config import hf_cache, hf_endpoint
+from .config import env_number, hf_cache, hf_endpoint
 from .errors import MissingWeights, UnsafeWeights
 
 TIMEOUT_S = 10  # per request; ZOO_HUB_TIMEOUT changes it
@@ -30,7 +29,7 @@ def pulling():
 
 
 def timeout():
-    return float(os.environ.get("ZOO_HUB_TIMEOUT") or TIMEOUT_S)
+    return env_number("ZOO_HUB_TIMEOUT", TIMEOUT_S, float)
 
 
 def snapshot(record, w, offline):

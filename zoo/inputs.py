@@ -7,12 +7,11 @@ import base64
 import binascii
 import contextlib
 import io
-import os
 import time
 import urllib.request
 from pathlib import Path
 
-from .config import offline
+from .config import env_number, offline
 from .errors import BadInput, require
 from .files import as_path
 from .streaming import Failed, is_file_object, is_tensor
@@ -29,7 +28,7 @@ def is_video(item):
 
 
 def max_pixels():
-    return int(os.environ.get("ZOO_MAX_IMAGE_PIXELS") or MAX_IMAGE_PIXELS)
+    return env_number("ZOO_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS)
 
 
 def load_image(item):
