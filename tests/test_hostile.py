@@ -483,6 +483,21 @@ def test_damaged_videos_are_one_line_or_an_error_row(tmp_path, qwen2vl_tiny):
         assert message is None or message in rows[str(path)]
 
 
+def test_outputs_never_replace_a_device_or_pipe_and_write_through_links(tmp_path, samples):
+    """A rename onto /dev/null would replace the device with a file (as root): zoo refuses, whatever writes."""
+    os.mkfifo(tmp_path / "pipe.csv")
+    model = zoo.load("vit-cifar")
+    for write in (lambda: zoo.run(model, samples, task="classify", out=tmp_path / "pipe.csv"),
+                  lambda: results.export([], "csv", tmp_path / "pipe.csv"),
+                  lambda: bench.compare("vit-cifar", dataset="cifar10-sample", limit=2, db=tmp_path / "pipe.csv")):
+        with pytest.raises(zoo.ZooError, match="pipe.csv is a device, pipe or socket, not a file: name a file"):
+            write()
+        assert (tmp_path / "pipe.csv").is_fifo() and os.listdir(tmp_path) == ["pipe.csv"]
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "target.jsonl")  # a link to a file not written yet
+    zoo.run(model, samples, task="classify", out=tmp_path / "link.jsonl")
+    assert (tmp_path / "link.jsonl").is_symlink() and len((tmp_path / "target.jsonl").read_text().splitlines()) == 10
+
+
 def test_pipes_are_never_opened(tmp_path, samples):
     """Opening a named pipe waits for a writer, forever: folders skip them, a path to one is one line."""
     shutil.copy(samples / "cat.png", tmp_path)

@@ -38,7 +38,7 @@ def _limit(name, default):
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
-    path = Path(path)
+    path = file_target(Path(path))
     tmp = _temp_beside(path)
     try:
         yield tmp
@@ -59,7 +59,17 @@ def check_writable(path):
     path = as_path(path)
     if path.is_dir():
         raise ZooError(f"Cannot write {path}: it is a folder. Name a file.")
-    _temp_beside(path).unlink()
+    _temp_beside(file_target(path)).unlink()
+
+
+def file_target(path):
+    """Where writing `path` lands: through a symbolic link to its target (a rename would replace the link), and
+    never onto a device, pipe or socket (a rename would replace /dev/null itself with a file)."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ZooError(f"{path} is a device, pipe or socket, not a file: name a file.")
+    return path
 
 
 def _temp_beside(path):

@@ -7,7 +7,7 @@ import sqlite3
 
 from .config import home, results_db_path
 from .errors import ZooError
-from .files import write_text
+from .files import file_target, write_text
 
 COLUMNS = [
     ("run_id", "TEXT"), ("created_at", "TEXT"), ("model", "TEXT"), ("dataset", "TEXT"), ("split", "TEXT"),
@@ -44,7 +44,7 @@ def migrate(con):
 
 def connect(path=None):
     """An open, migrated results database; a corrupt or unusable file is a ZooError naming it."""
-    path = results_db_path(path)
+    path = file_target(results_db_path(path))  # SQLite would write its journal beside a device
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(path)
