@@ -92,6 +92,10 @@ def query(path=None, *, dataset=None, model=None, last=None, run_id=None):
     where, args = [], []
     for column, value in (("dataset", dataset), ("model", model), ("run_id", run_id)):
         if value:
+            try:
+                value.encode()
+            except UnicodeEncodeError:  # bytes of a command line that are not UTF-8: SQLite cannot even compare them
+                raise ZooError(f"{column} {value!r}: no result has it (it holds bytes that are not text).") from None
             where.append(f"{column} = ?")
             args.append(value)
     sql = "SELECT * FROM results" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
