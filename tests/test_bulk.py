@@ -284,6 +284,9 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
     (folder / "zz-broken.png").write_bytes(b"broken")
     for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
         monkeypatch.setenv(key, value)
+    from zoo import ray_engine
+
+    monkeypatch.setattr(ray_engine, "CHUNK", 64)  # the driver hands Ray the inputs in pieces, never all at once
     local = zoo.run("vit-cifar", folder, task="classify", out=tmp_path / "local.parquet")
     distributed = zoo.run("vit-cifar", folder, task="classify", out=tmp_path / "ray.parquet", engine="ray",
                           concurrency=2)
@@ -298,6 +301,15 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
         if a["predictions"]:
             assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
             assert all(abs(p["score"] - q["score"]) < 1e-5 for p, q in zip(a["predictions"], b["predictions"]))
+    # a list naming a path no file system takes: an error row in both engines (ray said "in-memory images")
+    (tmp_path / "list.txt").write_text(f"{folder / '000.png'}\n{'x' * 300}.png\n")
+    summaries = [zoo.run("vit-cifar", tmp_path / "list.txt", task="classify", out=tmp_path / f"{engine}-list.jsonl",
+                         engine=engine) for engine in ("local", "ray")]
+    assert [(s.done, s.failed) for s in summaries] == [(1, 1), (1, 1)]
+    listed = rows(tmp_path / "local-list.jsonl"), rows_of_folder(tmp_path / "ray-list.jsonl")
+    assert [[(r["input"], r["error"]) for r in found] for found in listed] == \
+        [[(r["input"], r["error"]) for r in sorted(listed[0], key=lambda r: r["input"])]] * 2
+    assert "longer than the file system allows" in listed[1][-1]["error"]
 
 
 RAY_SCRIPT = """

@@ -20,10 +20,13 @@ from .errors import ZooError, require
 from .files import as_path
 from .outputs import csv_row, csv_schema, schema
 from .sources import URL_PREFIXES, Item, sources_for
+from .streaming import Failed
 
 WRITERS = {".parquet": "write_parquet", ".jsonl": "write_json", ".csv": "write_csv"}
 WRITTEN = {".parquet": ".parquet", ".jsonl": ".json", ".csv": ".csv"}  # the files Ray's writers name
 ACTORS = 2  # Ray actors when concurrency is not given
+CHUNK = 10_000  # inputs the driver holds at a time while handing them to Ray
+BLOCK = 256  # inputs per Ray block at most: larger blocks halved the throughput of 2 CPU actors
 FORWARDED_ENV = ("ZOO_", "HF_", "PYTHONPATH", "TRANSFORMERS_")  # settings every worker must share
 
 
@@ -41,16 +44,19 @@ class Predictor:
     def __call__(self, batch):
         import pyarrow as pa
 
-        items = list(itertools.chain.from_iterable(self.expand(*pair) for pair in
-                                                   zip(batch["input"].to_pylist(), batch["value"].to_pylist())))
+        columns = (batch[name].to_pylist() for name in ("input", "value", "error"))
+        items = list(itertools.chain.from_iterable(self.expand(*row) for row in zip(*columns)))
         results = self.model.stream(self.task, [i.value for i in items], self.options, progress=False, keep_errors=True)
         rows = [make_row(self.model, self.task, item, result) for item, result in zip(items, results)]
         if self.as_csv:
             return pa.Table.from_pylist([csv_row(row) for row in rows], schema=csv_schema(self.task))
         return pa.Table.from_pylist(rows, schema=schema(self.task))
 
-    def expand(self, key, value):
-        """A file or URL as the local engine reads it: a video is its frames unless the model reads video."""
+    def expand(self, key, value, error):
+        """A file or URL as the local engine reads it: a video is its frames unless the model reads video; an
+        input the driver could not read (a bad path in a manifest) is its error row."""
+        if error is not None:
+            return [Item(key, Failed(error))]
         return [Item(key, value)] if value.startswith(URL_PREFIXES) else self.sources.paths([Path(value)], keep_all=True)
 
 
@@ -66,21 +72,48 @@ def run_ray(name, inputs, *, task, out, resume, options, reading, address, concu
     check_options(name, task, {k: v for k, v in load.items() if k not in RUNTIME_OPTIONS}, options)
     out, record = target(out), registry().get(name)
     sources = sources_for(registry().loader_for(record).reads_video, **reading)
-    files = list(dataclasses.replace(sources, whole_videos=True).items(inputs))  # videos whole: workers split them
-    if any(not isinstance(i.value, (str, Path)) for i in files):
-        raise ZooError("The ray engine reads files, URLs, folders and manifests; in-memory images need the local "
-                       "engine (engine='local').")
-    done = {source_of(row) for row in read(out).to_pylist()} if resume else set()
-    if out.exists() and not resume:
-        shutil.rmtree(out)
+    done = done_inputs(out) if resume else set()
     start(ray, address)
     started = time.perf_counter()
-    rows = [{"input": i.key, "value": str(i.value)} for i in files if i.key not in done]
-    if rows:
+    items = dataclasses.replace(sources, whole_videos=True).items(inputs)  # videos whole: workers split them
+    blocks, skipped = put_blocks(ray, items, done, concurrency or ACTORS)  # before the old output goes
+    if out.exists() and not resume:
+        shutil.rmtree(out)
+    before = counts(out)
+    if blocks:
         predictor = {"record": record, "builder": registry().builders.get(record.name), "task": task, "load": load,
                      "options": options, "sources": sources, "as_csv": out.suffix.lower() == ".csv"}
-        write(ray, rows, out, predictor, concurrency, batch_size)
-    return summary_of(out, {r["input"] for r in rows}, skipped=len(files) - len(rows), seconds=time.perf_counter() - started)
+        write(ray, blocks, out, predictor, concurrency, batch_size)
+    rows, failed = (now - then for now, then in zip(counts(out), before))  # this run's: a video gives a row a frame
+    return Summary(done=rows - failed, failed=failed, skipped=skipped, seconds=time.perf_counter() - started,
+                   out=str(out))
+
+
+def put_blocks(ray, items, done, actors):
+    """The inputs not done yet, as Arrow tables in Ray's object store, CHUNK inputs at a time: the driver never
+    holds the whole list. A chunk makes at least `actors` blocks, so a few inputs still keep every actor busy."""
+    blocks, skipped, items = [], 0, iter(items)
+    while chunk := list(itertools.islice(items, CHUNK)):
+        if any(not isinstance(i.value, (str, Path, Failed)) for i in chunk):
+            raise ZooError("The ray engine reads files, URLs, folders and manifests; in-memory images need the "
+                           "local engine (engine='local').")
+        todo = [i for i in chunk if i.key not in done]
+        skipped += len(chunk) - len(todo)
+        size = max(1, min(BLOCK, -(-len(todo) // actors)))
+        for first in range(0, len(todo), size):
+            blocks.append(ray.put(block(todo[first:first + size])))
+    return blocks, skipped
+
+
+def block(items):
+    """Items as the table a Predictor reads: each input's key, its path or URL, or why the driver could not read it."""
+    import pyarrow as pa
+
+    failed = [i.value if isinstance(i.value, Failed) else None for i in items]
+    return pa.table({"input": [i.key for i in items],
+                     "value": ["" if bad else str(i.value) for i, bad in zip(items, failed)],
+                     "error": [bad and bad.error for bad in failed]},
+                    schema=pa.schema([("input", pa.string()), ("value", pa.string()), ("error", pa.string())]))
 
 
 def target(out):
@@ -104,10 +137,10 @@ def start(ray, address):
              logging_level="WARNING", runtime_env={"env_vars": env})
 
 
-def write(ray, rows, out, predictor, concurrency, batch_size):
+def write(ray, blocks, out, predictor, concurrency, batch_size):
     import torch
 
-    dataset = ray.data.from_items(rows).map_batches(
+    dataset = ray.data.from_arrow_refs(blocks).map_batches(
         Predictor, fn_constructor_kwargs=predictor, batch_size=batch_size, batch_format="pyarrow",
         concurrency=concurrency or ACTORS, num_gpus=1 if torch.cuda.is_available() else 0)
     getattr(dataset, WRITERS[out.suffix.lower()])(str(out))
@@ -141,13 +174,14 @@ def read_part(path, columns):
                        "remove it (its inputs run again) or choose another --out.") from None
 
 
-def source_of(row):
-    """The file or URL a row came from: a video frame's row names its video and time (clip.mp4#t=0.500)."""
-    return row["input"].rpartition("#t=")[0] if row["frame_time"] is not None else row["input"]
+def done_inputs(out):
+    """The files and URLs with a row in the output: a video frame's row names its video and time (clip.mp4#t=0.5)."""
+    table = read(out)
+    return {key.rpartition("#t=")[0] if time is not None else key
+            for key, time in zip(table.column("input").to_pylist(), table.column("frame_time").to_pylist())}
 
 
-def summary_of(out, sent, skipped, seconds):
-    """Done and failed count the rows this run wrote (a video gives a row per frame)."""
-    new = [row for row in read(out).to_pylist() if source_of(row) in sent]
-    failed = sum(1 for row in new if row["error"] not in (None, ""))
-    return Summary(done=len(new) - failed, failed=failed, skipped=skipped, seconds=seconds, out=str(out))
+def counts(out):
+    """(rows, failed rows) in the output."""
+    errors = read(out).column("error").to_pylist()
+    return len(errors), sum(1 for e in errors if e not in (None, ""))
