@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from safetensors.torch import save_file
 
 import zoo
@@ -83,6 +84,36 @@ def test_a_pinned_revision_resolves_that_commit_not_main(hub, tmp_path, registry
     assert lock.entry("pinned")["commit"] == old
     expected = deit_weights(tmp_path, seed=0)["model.safetensors"]
     assert (zoo.load("pinned").weights_path / "model.safetensors").read_bytes() == expected
+
+
+def test_a_timm_model_on_the_hub_loads_as_timm_does(hub, tmp_path, samples, monkeypatch):
+    """'timm:hf-hub:<repo>' is timm.create_model('hf-hub:<repo>', pretrained=True) through zoo's verified download:
+    the same architecture, labels, preprocessing and scores as timm's own loading of the same files."""
+    config = {"label_names": ["ant", "bee", "wasp"], "pretrained_cfg": {"mean": [0.4] * 3}}
+    for seed, folder in ((0, "old"), (1, "new")):
+        torch.manual_seed(seed)
+        net = timm.create_model("vit_tiny_patch16_224", num_classes=3, **TINY)
+        # as timm's push_to_hub writes a repository; the first also has the pickled copy timm writes by default
+        timm.models.save_for_hf(net, tmp_path / folder, model_config=config,
+                                safe_serialization="both" if folder == "old" else True)
+    old = hub.push("acme/bugs", tmp_path / "old")
+    hub.push("acme/bugs", tmp_path / "new")  # main moves on; the revision pins the old commit
+    model = zoo.load(f"timm:hf-hub:acme/bugs@{old}")
+    assert not any("pytorch_model.bin" in r for r in hub.requests)  # tensors only, and only once
+    assert model.labels == ("ant", "bee", "wasp") and model.preprocess.mean == (0.4,) * 3
+    assert lock.entry(f"timm:hf-hub:acme/bugs@{old}")["commit"] == old
+
+    official = timm.create_model(f"local-dir:{tmp_path / 'old'}", pretrained=True).eval()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=official))
+    with torch.no_grad():
+        expected = torch.softmax(official(transform(Image.open(samples / "cat.png").convert("RGB"))[None]), -1)[0]
+    scores = {p.label: p.score for p in model.classify(samples / "cat.png", top_k=3)[0]}
+    assert scores == pytest.approx(dict(zip(config["label_names"], expected.tolist())), abs=1e-3)
+    hub.requests.clear()
+    offline(monkeypatch)
+    assert zoo.load(f"timm:hf-hub:acme/bugs@{old}").labels == model.labels and hub.requests == []
+    with pytest.raises(zoo.BadInput, match="'timm:hf-hub:<owner>/<repo>"):
+        zoo.load("timm:hf-hub:bugs")
 
 
 @pytest.mark.parametrize("failure, message", [

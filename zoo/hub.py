@@ -32,11 +32,12 @@ def timeout():
     return env_number("ZOO_HUB_TIMEOUT", TIMEOUT_S, float)
 
 
-def snapshot(record, w, offline):
-    """A local folder with the record's hub files: from the cache (checked against the lock), else downloaded."""
+def snapshot(record, w, offline, patterns=None):
+    """A local folder with the record's hub files (`patterns`, else the one file named, else all): from the cache
+    (checked against the lock), else downloaded."""
     locked = lock.entry(record.name)
     revision = w.revision or (locked or {}).get("commit")
-    patterns = [w.filename] if w.filename else None
+    patterns = patterns or ([w.filename] if w.filename else None)
     cached = None if _pulling.get() else cached_snapshot(w.hf, revision, patterns)
     if cached is not None:
         if locked is not None:

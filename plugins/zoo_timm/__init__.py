@@ -1,4 +1,5 @@
-"""Built-in plugin: timm backbones (DeiT, BEiT, DINO, MAE, and any timm model as 'timm:<name>').
+"""Built-in plugin: timm backbones (DeiT, BEiT, DINO, MAE, any timm model as 'timm:<name>', and any timm model
+published on the hub as 'timm:hf-hub:<repo>').
 
 timm's pretrained config is the single source of truth: a record names the architecture (with its
 pretrained tag) and holds only what differs; preprocessing, labels and the weights' hub location come
@@ -15,6 +16,8 @@ from zoo.vision import ImageModel, build_network
 
 PLUGIN = "timm"
 PREFIX = "timm:"
+HUB = "hf-hub:"  # timm's own prefix: 'hf-hub:<repo>[@revision]', a model saved with timm's push_to_hub
+HUB_FILES = ["config.json", "model.safetensors"]  # not the pytorch_model.bin beside them: tensors only, once
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,11 @@ class TimmModel(ImageModel):
 
         changes = {k: v for k, v in given(options).items() if v is not None and k != "model_args"}
         changes.update(options.model_args or {})
-        module = build_network(record, functools.partial(timm.create_model, record.architecture, pretrained=False),
-                               {**record.model_args, **changes})
+        module = build_network(record, functools.partial(timm.create_model, architecture(record, weights),
+                                                         pretrained=False), {**record.model_args, **changes})
         if weights is not None:
             apply_state_dict(module, load_state_dict(weights), record.name)
-        imagenet = module.num_classes == 1000 == module.pretrained_cfg.get("num_classes")
-        labels = resolve_labels(record.labels or ("imagenet-1k" if imagenet else None)) if module.num_classes else None
+        labels = resolve_labels(record.labels or default_labels(module)) if module.num_classes else None
         if labels is not None and len(labels) != module.num_classes:
             raise zoo.ZooError(f"{record.name}: {len(labels)} labels for a head of {module.num_classes} classes.")
         # The record's preprocessing wins; else timm's own config for this (possibly changed) module.
@@ -70,6 +72,28 @@ class TimmModel(ImageModel):
         attention = "sdpa" if timm.layers.use_fused_attn() else "eager"
         return cls(record, runtime, module, labels=labels, preprocess=preprocess, attention=attention,
                    weights_path=weights)
+
+
+def architecture(record, weights):
+    """What timm.create_model builds: the record's architecture; for a hub model, the downloaded folder, whose
+    config.json (architecture, model arguments, pretrained config) timm reads as it does from the hub."""
+    if not record.architecture.startswith(HUB):
+        return record.architecture
+    from pathlib import Path
+
+    if weights is None or not (Path(weights) / "config.json").is_file():
+        raise zoo.MissingWeights(f"{record.name}: a timm hub model needs the folder with its config.json and "
+                                 f"model.safetensors, got {weights}.")
+    return f"local-dir:{weights}"
+
+
+def default_labels(module):
+    """The label names the checkpoint's pretrained config carries (hub models), else timm's ImageNet-1k names for
+    an ImageNet head."""
+    names = module.pretrained_cfg.get("label_names")
+    if isinstance(names, (list, tuple)) and len(names) == module.num_classes:
+        return tuple(map(str, names))
+    return "imagenet-1k" if module.num_classes == 1000 == module.pretrained_cfg.get("num_classes") else None
 
 
 @zoo.hookimpl
@@ -82,21 +106,27 @@ def resolve_weights(record, offline):
     """A timm record without a weights source gets the hub file its pretrained config names."""
     if record.plugin != PLUGIN or record.weights is not None:
         return None
+    from zoo.hub import snapshot
+
+    if record.architecture.startswith(HUB):
+        repo, _, revision = record.architecture[len(HUB):].partition("@")
+        return snapshot(record, Weights(hf=repo, revision=revision or None), offline, patterns=HUB_FILES)
     cfg = pretrained_cfg(record.architecture)
     if cfg is None or not cfg.hf_hub_id:
         return None
-    from zoo.hub import snapshot
-
     return snapshot(record, Weights(hf=cfg.hf_hub_id, filename="model.safetensors"), offline)
 
 
 @zoo.hookimpl
 def resolve_model(name):
-    """'timm:<architecture>[.<tag>]' reaches any timm model, with its pretrained config."""
+    """'timm:<architecture>[.<tag>]' reaches any timm model, with its pretrained config; 'timm:hf-hub:<repo>'
+    any timm model on the hub (its architecture and labels come with its config.json)."""
     if not name.startswith(PREFIX):
         return None
     timm = zoo.errors.require("timm", "timm")
     arch = name[len(PREFIX):]
+    if arch.startswith(HUB):
+        return hub_record(name, arch)
     if not timm.is_model(arch):
         raise zoo.UnknownModel(name, [PREFIX + n for n in timm.list_models(arch.split(".")[0].split("_")[0] + "*")])
     cfg = timm.models.get_pretrained_cfg(arch)
@@ -104,3 +134,10 @@ def resolve_model(name):
     return ModelRecord(name=name, plugin=PLUGIN, architecture=arch if "." in arch or not cfg else f"{arch}.{cfg.tag}",
                        tasks=("classify", "embed") if has_head else ("embed",),
                        license=cfg.license if cfg else None, source="timm")
+
+
+def hub_record(name, arch):
+    repo = arch[len(HUB):].partition("@")[0]
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise zoo.BadInput(f"{name}: name a hub repository as timm does, 'timm:hf-hub:<owner>/<repo>[@revision]'.")
+    return ModelRecord(name=name, plugin=PLUGIN, architecture=arch, tasks=("classify", "embed"), source="timm")
