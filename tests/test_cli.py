@@ -224,3 +224,11 @@ def test_a_plain_install_without_extras_runs_vit_cifar_and_names_the_extras(samp
                         (["bench", "vit-cifar", "--plot", tmp_path / "b.png"], "plot")):
         done = zoo(*args, samples / "cat.png") if args[0] != "bench" else zoo(*args)
         assert done.returncode == 1 and done.stderr.endswith(f"pip install 'zoo[{extra}]'\n"), done.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(subprocess_env):
+    """zoo info deit-tiny | head -1: no 'Error: Broken pipe.' and no traceback, the exit status of SIGPIPE."""
+    reader = subprocess.Popen([sys.executable, "-m", "zoo", "info", "deit-tiny"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=subprocess_env)
+    reader.stdout.close()  # before zoo writes a line
+    assert reader.wait() == 141 and reader.stderr.read() == b""

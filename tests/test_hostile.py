@@ -410,6 +410,33 @@ def test_yaml_numbers_that_are_not_what_they_seem(registry_file, text, message):
         zoo.list_models()
 
 
+def test_a_yaml_bomb_is_refused_and_aliases_still_work(registry_file, tmp_path):
+    """Nine aliases nine deep expand to 9**9 values: 'zoo info' walking them hung; now the file is refused."""
+    levels = ['  - &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]'] + \
+        [f"  - &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = ("models:\n  - {name: bomb, plugin: timm, architecture: deit_tiny_patch16_224, tasks: [embed], "
+            "model_args: {depth: 1, extra: &top [\n" + ",\n".join(line[4:] for line in levels) + "]}}\n")
+    registry_file(bomb)
+    started = time.perf_counter()
+    with pytest.raises(zoo.ZooError, match="more than 100,000 values once its aliases"):
+        zoo.info("bomb")
+    assert time.perf_counter() - started < 5
+    registry_file("models:\n  - {name: a, plugin: timm, architecture: deit_tiny_patch16_224, tasks: [embed], "
+                  "model_args: &args {depth: 1}}\n  - {name: b, plugin: timm, architecture: deit_tiny_patch16_224, "
+                  "tasks: [embed], model_args: *args}\n")
+    assert zoo.info("b").model_args == {"depth": 1}  # an alias used as aliases are meant to be
+    (tmp_path / "zoo-home").mkdir(exist_ok=True)
+    (tmp_path / "zoo-home" / "config.yaml").write_text("allowed_licenses: &l [mit, *l]\n")  # a list in itself
+    with pytest.raises(zoo.ZooError, match="config.yaml: more than 100,000 values"):
+        zoo.load("vit-cifar")
+
+
+def test_a_misspelt_top_level_key_in_a_registry_is_an_error(registry_file):
+    registry_file("model:\n  - {name: a, plugin: timm, architecture: deit_tiny_patch16_224, tasks: [embed]}\n")
+    with pytest.raises(zoo.ZooError, match="unknown key 'model' at the top"):  # it added no model, silently
+        zoo.list_models()
+
+
 def test_registry_and_home_paths_of_the_wrong_kind(tmp_path, monkeypatch):
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
     for value, message in ((tmp_path / "binary.yaml", "not a text file"), (tmp_path, "is a folder")):

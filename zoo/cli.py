@@ -1,6 +1,7 @@
 """The `zoo` command: a thin layer over the Python API. Heavy imports stay inside the commands."""
 
 import json
+import os
 import sys
 
 import click
@@ -47,6 +48,9 @@ class ZooGroup(click.Group):
             ctx.exit(1)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # the reader went away (zoo list | head): stop quietly, as SIGPIPE would
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail too
+            ctx.exit(141)
         except Exception as e:
             if truthy("ZOO_DEBUG"):
                 raise

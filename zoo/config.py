@@ -61,6 +61,29 @@ def lock_path():
 
 
 SETTINGS = ("allowed_licenses",)  # what config.yaml may set
+YAML_VALUES = 100_000  # far more than any registry or config holds, far fewer than a "billion laughs" file expands to
+
+
+def yaml_data(text, path):
+    """Parsed YAML text. Aliases are shared, not copied, when PyYAML reads them, but whoever walks the data later
+    expands them: a file that expands past YAML_VALUES values is refused now, by a walk that stops there."""
+    import yaml
+
+    from .errors import ZooError
+
+    data = yaml.safe_load(text)
+    pending, seen = [data], 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > YAML_VALUES:
+            raise ZooError(f"{path}: more than {YAML_VALUES:,} values once its aliases (*name) are expanded; write "
+                           "the values out, or split the file.")
+        if isinstance(value, dict):
+            pending.extend([*value.keys(), *value.values()])
+        elif isinstance(value, list):
+            pending.extend(value)
+    return data
 
 
 def user_config():
@@ -71,7 +94,7 @@ def user_config():
 
     path = home() / "config.yaml"
     try:
-        data = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        data = yaml_data(path.read_text(), path) if path.is_file() else {}
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         raise ZooError(f"{path}: not a readable YAML config ({' '.join(str(e).split())[:120]}).") from None
     if not isinstance(data, dict):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import registry_paths, user_registry_path
+from .config import registry_paths, user_registry_path, yaml_data
 from .errors import BadInput, InvalidRecord, PluginError, UnknownModel, ZooError
 from .plugins import Names, call_each, call_first
 from .records import parse_record
@@ -23,7 +23,7 @@ def read_yaml_records(path):
     """[(mapping, override)] from a registry file: a list of records, or {'models': [...]}."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_data(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise ZooError(f"Registry file {path} does not exist (named by ZOO_REGISTRY?).") from None
     except IsADirectoryError:
@@ -35,6 +35,10 @@ def read_yaml_records(path):
     except yaml.YAMLError as e:
         raise ZooError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if isinstance(data, dict):
+        unknown = sorted(set(map(str, data)) - {"models"})
+        if unknown:  # a misspelt 'models:' would otherwise add no model, silently
+            raise ZooError(f"{path}: unknown key {unknown[0]!r} at the top; a registry file is a list of records, or "
+                           "holds them under 'models:'.")
         data = data.get("models")
     if data is None:
         return []
