@@ -71,12 +71,16 @@ def test_globs_lists_and_manifests(photos, tmp_path):
     (tmp_path / "list.txt").write_text("# chosen\nphotos/cat.png\n\nphotos/dog.png\nhttps://example.com/x.png\n")
     (tmp_path / "m.csv").write_text("file,label\nphotos/cat.png,cat\nphotos/frog.png,frog\n")
     pq.write_table(pa.table({"path": [str(photos / "cat.png")]}), tmp_path / "m.parquet")
+    # Excel's "CSV UTF-8" and Windows editors start the file with a byte-order mark
+    (tmp_path / "bom.csv").write_text("path,label\r\nphotos/cat.png,cat\r\n", encoding="utf-8-sig")
+    (tmp_path / "bom.txt").write_text("photos/cat.png\r\n", encoding="utf-8-sig")
     cases = [(str(photos / "*.png"), {}, 9), (tmp_path / "list.txt", {}, 3), (tmp_path / "m.csv", {"column": "file"}, 2),
-             (tmp_path / "m.parquet", {}, 1)]
+             (tmp_path / "m.parquet", {}, 1), (tmp_path / "bom.csv", {}, 1), (tmp_path / "bom.txt", {}, 1)]
     for source, options, expected in cases:
         out = tmp_path / "out.jsonl"
         zoo.run("vit-cifar", source, task="classify", out=out, **options)
         assert len(rows(out)) == expected, source
+        assert "bom" not in str(source) or rows(out)[0]["error"] is None
     zoo.run("vit-cifar", tmp_path / "list.txt", task="classify", out=tmp_path / "l.jsonl")
     assert "need the network" in rows(tmp_path / "l.jsonl")[2]["error"]  # offline: an error row, not a request
     with pytest.raises(zoo.BadInput, match="no column 'path'.*pass --column"):

@@ -87,7 +87,7 @@ class Sources:
     def listed(self, path):
         """One path or URL a line ('#' comments and blank lines skipped)."""
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM, as Windows editors write
         except (UnicodeDecodeError, OSError) as e:
             raise BadInput(f"{path}: not a readable list of paths ({reason(e)}); a list is UTF-8 text, one path a line.") from None
         return self.entries(path, (line.strip() for line in lines if not line.strip().startswith("#")))
@@ -151,7 +151,7 @@ def parquet_column(path, column):
 
 
 def csv_column(path, column):
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as Excel writes "CSV UTF-8"
         reader = csv.DictReader(f)
         names = reader.fieldnames or []
         return names, [row[column] for row in reader] if column in names else None
