@@ -1,6 +1,7 @@
 """Bulk inference: every input and output kind, error rows, kill-and-resume, video frames, the Ray engine."""
 
 import json
+import shutil
 import re
 import subprocess
 import sys
@@ -85,6 +86,35 @@ def test_globs_lists_and_manifests(photos, tmp_path):
     assert "need the network" in rows(tmp_path / "l.jsonl")[2]["error"]  # offline: an error row, not a request
     with pytest.raises(zoo.BadInput, match="no column 'path'.*pass --column"):
         zoo.run("vit-cifar", tmp_path / "m.csv", task="classify", out=out)
+
+
+def test_a_pattern_matching_nothing_is_an_error_row_and_a_name_with_brackets_is_a_file(photos, tmp_path):
+    shutil.copy(photos / "cat.png", tmp_path / "IMG [1].png")  # as a glob, it would match 'IMG 1.png'
+    shutil.copy(photos / "dog.png", tmp_path / "IMG 1.png")
+    summary = zoo.run("vit-cifar", [tmp_path / "IMG [1].png", str(photos / "*.jpeg")], task="classify",
+                      out=tmp_path / "rows.jsonl")
+    found = rows(tmp_path / "rows.jsonl")
+    assert (summary.done, summary.failed) == (1, 1) and found[0]["input"] == str(tmp_path / "IMG [1].png")
+    assert found[0]["predictions"][0]["label"] == "cat" and found[1]["error"] == f"No file matches {photos}/*.jpeg."
+
+
+@pytest.mark.parametrize("column, message", [
+    (pa.array([1, 2]), "column 'path' holds int64, not paths"),
+    (pa.array([["a.png"]]), "holds list<element: string>, not paths"),
+])
+def test_a_parquet_column_that_holds_no_paths_is_one_line(tmp_path, column, message):
+    pq.write_table(pa.table({"path": column}), tmp_path / "m.parquet")
+    with pytest.raises(zoo.BadInput, match=message):
+        zoo.run("vit-cifar", tmp_path / "m.parquet", task="classify", out=tmp_path / "rows.jsonl")
+
+
+def test_parquet_paths_as_bytes_or_categories(photos, tmp_path):
+    paths = [str(photos / "cat.png"), str(photos / "dog.png")]
+    pq.write_table(pa.table({"path": pa.array([p.encode() for p in paths], pa.binary())}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"path": pa.array(paths).dictionary_encode()}), tmp_path / "c.parquet")
+    for name in ("b.parquet", "c.parquet"):
+        zoo.run("vit-cifar", tmp_path / name, task="classify", out=tmp_path / "rows.jsonl")
+        assert [r["input"] for r in rows(tmp_path / "rows.jsonl")] == paths
 
 
 def test_every_output_format_holds_the_same_rows(photos, tmp_path):

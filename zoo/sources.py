@@ -8,6 +8,7 @@ video frames, and those only as they are read: the items stream, so memory does 
 import csv
 import dataclasses
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,9 @@ class Sources:
             path = as_path(text)
         except BadInput as e:  # named in a list or manifest: one error row, and the run goes on
             return [Item(text[:200], Failed(str(e)))]
-        if any(c in text for c in "*?["):
-            return self.paths(glob_paths(text))
+        if any(c in text for c in "*?[") and not path.exists():  # 'IMG [1].jpg' is a file, not a pattern
+            found = glob_paths(text)
+            return self.paths(found) if found else [Item(text[:200], Failed(f"No file matches {text[:200]}."))]
         if path.is_dir():
             walk = path.rglob("*") if self.recursive else path.iterdir()
             return self.paths(sorted(walk))
@@ -138,16 +140,26 @@ def manifest_column(path, column):
     except (UnicodeDecodeError, OSError, ValueError, csv.Error) as e:  # pyarrow's ArrowInvalid is a ValueError
         raise BadInput(f"{path}: not a readable {path.suffix[1:].upper()} manifest ({reason(e)}).") from None
     if values is None:
-        raise BadInput(f"{path} has no column {column!r} (it has {', '.join(names)}): pass --column.")
+        raise BadInput(f"{path} has no column {column!r} (it has {', '.join(names) or 'none: is it empty?'}): "
+                       "pass --column.")
     return values
 
 
 def parquet_column(path, column):
-    """(the column names, the values of `column` or None when it has none)."""
+    """(the column names, the values of `column` or None when it has none); paths are text (or bytes)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(path).names
-    return names, pq.read_table(path, columns=[column]).column(0).to_pylist() if column in names else None
+    schema = pq.read_schema(path)
+    if column not in schema.names:
+        return schema.names, None
+    kind = schema.field(column).type
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind  # a pandas category column
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)):
+        raise BadInput(f"{path}: column {column!r} holds {kind}, not paths; name the column of paths with --column.")
+    values = pq.read_table(path, columns=[column]).column(0).to_pylist()
+    return schema.names, [os.fsdecode(v) if isinstance(v, bytes) else v for v in values]
 
 
 def csv_column(path, column):
