@@ -109,8 +109,8 @@ def resolve_weights(record, offline):
     from zoo.hub import snapshot
 
     if record.architecture.startswith(HUB):
-        repo, _, revision = record.architecture[len(HUB):].partition("@")
-        return snapshot(record, Weights(hf=repo, revision=revision or None), offline, patterns=HUB_FILES)
+        repo, revision = hub_location(record.architecture)
+        return snapshot(record, Weights(hf=repo, revision=revision), offline, patterns=HUB_FILES)
     cfg = pretrained_cfg(record.architecture)
     if cfg is None or not cfg.hf_hub_id:
         return None
@@ -136,8 +136,14 @@ def resolve_model(name):
                        license=cfg.license if cfg else None, source="timm")
 
 
+def hub_location(arch):
+    """(repository, revision or None) from 'hf-hub:<owner>/<repo>[@revision]'."""
+    repo, _, revision = arch[len(HUB):].partition("@")
+    return repo, revision or None
+
+
 def hub_record(name, arch):
-    repo = arch[len(HUB):].partition("@")[0]
+    repo, _ = hub_location(arch)
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise zoo.BadInput(f"{name}: name a hub repository as timm does, 'timm:hf-hub:<owner>/<repo>[@revision]'.")
     return ModelRecord(name=name, plugin=PLUGIN, architecture=arch, tasks=("classify", "embed"), source="timm")
