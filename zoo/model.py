@@ -217,6 +217,7 @@ class Model:
             for batch in prepared_batches(pool, prepare, chunks):
                 yield from (self._run_keeping_errors if keep_errors else self._run_batch)(run, batch, options)
                 bar.update(len(batch))
+                streaming.release_free_memory()
 
     def _run_batch(self, run, batch, options):
         """run(batch) as one list of results; on out-of-memory, halves the batch (and future ones)."""
