@@ -5,12 +5,11 @@
     python benchmarks/bulk_inference.py memory --counts 1000 5000 20000     # peak RSS against the number of inputs
     python benchmarks/bulk_inference.py ray --photos 2000                # Ray engine vs the local engine
     python benchmarks/bulk_inference.py closing --rows 50000             # peak RSS of finishing an embedding run
+    python benchmarks/bulk_inference.py listing --lines 1000000          # peak RSS of walking a list or manifest
 
 deit-tiny has random weights at its real size, saved locally; photos are 640x480 JPEGs. Results go to --out.
 """
 
-import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import parser, report, timed
+from common import parser, peak_rss_mb, report, timed
 from stream_memory import write_photos
 
 TINY_ARCH = "deit_tiny_patch16_224.fb_in1k"
+HERE = str(Path(__file__).resolve().parent)  # children import common from here
 
 
 def deit_weights(folder):
@@ -118,14 +118,14 @@ def memory(args, folder):
         Image.fromarray(images[i % len(images)]).save(folder / f"{i:06d}.png")
     rows = []
     for n in args.counts:
-        code = (f"import resource, zoo\n"
+        code = (f"import sys; sys.path.insert(0, {HERE!r})\nimport zoo\nfrom common import peak_rss_mb\n"
                 f"paths = sorted(__import__('pathlib').Path({str(folder)!r}).glob('*.png'))[:{n}]\n"
-                f"before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+                f"before = peak_rss_mb()\n"
                 f"s = zoo.run('vit-cifar', [str(p) for p in paths], task='classify', out={str(folder / 'm.parquet')!r},"
                 f" progress=False)\n"
-                f"print(s.done, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-        done, before, peak = map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split()[-3:])
-        rows.append({"inputs": n, "done": done, "peak_rss_mb": peak / 1024, "growth_mb": (peak - before) / 1024})
+                f"print(s.done, before, peak_rss_mb())")
+        done, before, peak = map(float, subprocess.check_output([sys.executable, "-c", code], text=True).split()[-3:])
+        rows.append({"inputs": n, "done": int(done), "peak_rss_mb": peak, "growth_mb": peak - before})
     return {"model": "vit-cifar", "rows": rows}
 
 
@@ -152,18 +152,20 @@ def ray_engine(args, folder):
 
 
 CLOSING = """
-import resource, sys, numpy as np
+import sys, numpy as np
 from pathlib import Path
 from zoo.outputs import Writer
+sys.path.insert(0, sys.argv[4])
+from common import peak_rss_mb
 out, count, dim = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 vector = np.random.default_rng(0).standard_normal(dim, dtype=np.float32).tolist()
 with Writer(out, "embed") as writer:
     for start in range(0, count, 256):
         writer.write([{"input": f"photos/{i:08d}.jpg", "task": "embed", "model": "m", "frame_time": None,
                        "embedding": vector, "error": None} for i in range(start, min(start + 256, count))])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()
     writer.close()
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, peak_rss_mb())
 """
 
 
@@ -173,16 +175,45 @@ def closing(args, folder):
     rows = []
     for suffix in (".parquet", ".jsonl", ".npy", ".safetensors"):
         out = folder / f"embeddings{suffix}"
-        before, peak = map(int, subprocess.check_output(
-            [sys.executable, "-c", CLOSING, str(out), str(args.rows), "768"], text=True).split()[-2:])
+        before, peak = map(float, subprocess.check_output(
+            [sys.executable, "-c", CLOSING, str(out), str(args.rows), "768", HERE], text=True).split()[-2:])
         rows.append({"format": suffix, "rows": args.rows, "dim": 768, "data_mb": args.rows * 768 * 4 / 2**20,
-                     "close_growth_mb": (peak - before) / 1024})
+                     "close_growth_mb": peak - before})
+    return {"rows": rows}
+
+
+LISTING = """
+import sys
+from zoo.sources import Sources
+sys.path.insert(0, sys.argv[2])
+from common import peak_rss_mb
+before = peak_rss_mb()
+count = sum(1 for _ in Sources().items(sys.argv[1]))
+print(count, before, peak_rss_mb())
+"""
+
+
+def listing(args, folder):
+    """Peak memory of walking a list file, a CSV and a Parquet manifest of --lines paths (files that need not
+    exist: the walk names them, the run would read them), each in a fresh process."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = [f"/data/train/class_{i % 1000:04d}/image_{i:08d}.jpg" for i in range(args.lines)]
+    (folder / "list.txt").write_text("\n".join(paths) + "\n")
+    (folder / "manifest.csv").write_text("path\n" + "\n".join(paths) + "\n")
+    pq.write_table(pa.table({"path": paths}), folder / "manifest.parquet")
+    rows = []
+    for name in ("list.txt", "manifest.csv", "manifest.parquet"):
+        count, before, peak = map(float, subprocess.check_output(
+            [sys.executable, "-c", LISTING, str(folder / name), HERE], text=True).split()[-3:])
+        rows.append({"source": name, "paths": int(count), "growth_mb": peak - before})
     return {"rows": rows}
 
 
 def main():
     options = parser(__doc__)
-    options.add_argument("which", choices=["files", "arrays", "memory", "ray", "closing"])
+    options.add_argument("which", choices=["files", "arrays", "memory", "ray", "closing", "listing"])
     options.add_argument("--photos", type=int, default=2000)
     options.add_argument("--batch-size", type=int, default=32)
     options.add_argument("--data-root", default="../shared/data")
@@ -190,12 +221,14 @@ def main():
     options.add_argument("--concurrency", type=int, default=2)
     options.add_argument("--repeats", type=int, default=3)
     options.add_argument("--rows", type=int, default=50000, help="Embedding rows for 'closing'.")
+    options.add_argument("--lines", type=int, default=1_000_000, help="Paths in the list and manifests of 'listing'.")
     args = options.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="zoo-bulk-"))
-    scenarios = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing}
+    scenarios = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing,
+                 "listing": listing}
     result = scenarios[args.which](args, folder)
     report({"benchmark": f"bulk_inference {args.which}", "torch_threads": torch.get_num_threads(),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **result,
+            "peak_rss_mb": peak_rss_mb(), **result,
             "command": " ".join(["python", *sys.argv])}, args.out)
 
 

@@ -38,6 +38,18 @@ def random_images(n, height, width, seed=0):
     return [Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)) for _ in range(n)]
 
 
+def peak_rss_mb():
+    """This process's peak resident memory. Linux's VmHWM belongs to the address space, which exec starts afresh;
+    getrusage's ru_maxrss does not: a child process starts with its parent's peak, which hid the child's own."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def report(result, out):
     print(json.dumps(result, indent=2))
     if out:

@@ -7,7 +7,6 @@ of 640x480, embedded with the list API. The figure is the growth of peak RSS ove
 """
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common import parser, report
+from common import parser, peak_rss_mb, report
 
 
 def write_photos(folder, n, seed=0):
@@ -36,12 +35,12 @@ def child(weights, photos, n):
 
     model = zoo.load("deit-tiny", weights=weights, batch_size=32)
     paths = sorted(Path(photos).glob("*.jpg"))[:n]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()
     started = time.perf_counter()
     rows = model.embed(paths)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"n": n, "rows": len(rows), "peak_growth_mb": (peak - before) / 1024, "peak_mb": peak / 1024,
+    peak = peak_rss_mb()
+    print(json.dumps({"n": n, "rows": len(rows), "peak_growth_mb": peak - before, "peak_mb": peak,
                       "images_per_s": n / seconds}))
 
 

@@ -742,6 +742,17 @@ def test_unreadable_lists_and_manifests_are_one_line(tmp_path, name, message):
         assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
 
 
+def test_a_list_damaged_near_its_end_is_refused_before_any_input_runs(tmp_path, samples):
+    """Lists and manifests are read lazily during the run, after one pass that checks them whole."""
+    (tmp_path / "late.txt").write_bytes(f"{samples / 'cat.png'}\n".encode() * 1000 + b"\xff\xfe\n")
+    (tmp_path / "late.csv").write_bytes(f"path\n{samples / 'cat.png'}\n".encode() + b'"x' * 70000 + b'\n')
+    for name, message in (("late.txt", "late.txt: not a readable list of paths ('utf-8' codec can't decode"),
+                          ("late.csv", "late.csv: not a readable CSV manifest (field larger than field limit")):
+        with pytest.raises(zoo.BadInput, match=re.escape(message)):
+            zoo.run("vit-cifar", tmp_path / name, task="classify", out=tmp_path / "rows.jsonl")
+        assert not (tmp_path / "rows.jsonl").exists() and not (tmp_path / "rows.jsonl.parts").exists()
+
+
 def test_a_list_naming_itself_and_a_broken_video_are_one_line(tmp_path):
     (tmp_path / "self.txt").write_text("self.txt\n")
     (tmp_path / "clip.mp4").write_bytes(b"not a video")

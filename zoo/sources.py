@@ -5,6 +5,7 @@ video frame, `input-3` for an in-memory image) and the value a model reads. Noth
 video frames, and those only as they are read: the items stream, so memory does not grow with their number.
 """
 
+import collections
 import csv
 import dataclasses
 import itertools
@@ -88,14 +89,11 @@ class Sources:
 
     def listed(self, path):
         """One path or URL a line ('#' comments and blank lines skipped)."""
-        try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM, as Windows editors write
-        except (UnicodeDecodeError, OSError) as e:
-            raise BadInput(f"{path}: not a readable list of paths ({reason(e)}); a list is UTF-8 text, one path a line.") from None
-        return self.entries(path, (line.strip() for line in lines if not line.strip().startswith("#")))
+        return self.entries(path, checked(path, list_lines, "list of paths", "; a list is UTF-8 text, one path a line"))
 
     def manifest(self, path):
-        return self.entries(path, manifest_column(path, self.column))
+        values = parquet_column if path.suffix.lower() == ".parquet" else csv_column
+        return self.entries(path, checked(path, lambda p: values(p, self.column), f"{path.suffix[1:].upper()} manifest"))
 
     def entries(self, path, values):
         """The inputs a list or manifest names (empty ones skipped); relative paths from its folder."""
@@ -133,40 +131,52 @@ def sources_for(whole_videos, recursive=False, extensions=None, column="path", f
                    **({"extensions": kept} if kept else {}))
 
 
-def manifest_column(path, column):
-    """The values of one column of a CSV or Parquet file."""
+def checked(path, values, what, hint=""):
+    """values(path), a generator, gone through once now keeping nothing, so a damaged file is one line before the
+    run starts; then anew, lazily, for the run: a list of millions of paths is never held whole."""
     try:
-        names, values = (parquet_column if path.suffix.lower() == ".parquet" else csv_column)(path, column)
+        collections.deque(values(path), maxlen=0)
     except (UnicodeDecodeError, OSError, ValueError, csv.Error) as e:  # pyarrow's ArrowInvalid is a ValueError
-        raise BadInput(f"{path}: not a readable {path.suffix[1:].upper()} manifest ({reason(e)}).") from None
-    if values is None:
-        raise BadInput(f"{path} has no column {column!r} (it has {', '.join(names) or 'none: is it empty?'}): "
-                       "pass --column.")
-    return values
+        raise BadInput(f"{path}: not a readable {what} ({reason(e)}){hint}.") from None
+    return values(path)
+
+
+def list_lines(path):
+    with open(path, encoding="utf-8-sig") as f:  # a BOM, as Windows editors write
+        for line in f:
+            if not line.strip().startswith("#"):
+                yield line.strip()
 
 
 def parquet_column(path, column):
-    """(the column names, the values of `column` or None when it has none); paths are text (or bytes)."""
+    """The values of one column of a Parquet file, a batch at a time; paths are text (or bytes)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
     if column not in schema.names:
-        return schema.names, None
+        raise no_column(path, column, schema.names)
     kind = schema.field(column).type
     kind = kind.value_type if pa.types.is_dictionary(kind) else kind  # a pandas category column
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
             or pa.types.is_large_binary(kind)):
         raise BadInput(f"{path}: column {column!r} holds {kind}, not paths; name the column of paths with --column.")
-    values = pq.read_table(path, columns=[column]).column(0).to_pylist()
-    return schema.names, [os.fsdecode(v) if isinstance(v, bytes) else v for v in values]
+    for batch in pq.ParquetFile(path).iter_batches(columns=[column]):
+        yield from (os.fsdecode(v) if isinstance(v, bytes) else v for v in batch.column(0).to_pylist())
 
 
 def csv_column(path, column):
+    """The values of one column of a CSV file, a row at a time."""
     with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as Excel writes "CSV UTF-8"
         reader = csv.DictReader(f)
-        names = reader.fieldnames or []
-        return names, [row[column] for row in reader] if column in names else None
+        if column not in (reader.fieldnames or []):
+            raise no_column(path, column, reader.fieldnames or [])
+        yield from (row[column] for row in reader)
+
+
+def no_column(path, column, names):
+    return BadInput(f"{path} has no column {column!r} (it has {', '.join(names) or 'none: is it empty?'}): "
+                    "pass --column.")
 
 
 def reason(error):
