@@ -611,10 +611,13 @@ def test_a_head_without_labels_says_so(registry_file, tmp_path):
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "1e3", "nan", "inf"])
-def test_numeric_settings_that_are_not_numbers_are_one_line_before_any_work(monkeypatch, samples, value):
+def test_numeric_settings_that_are_not_numbers_are_one_line_before_any_work(monkeypatch, samples, tmp_path, value):
+    model = zoo.load("vit-cifar")
     monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", value)
     with pytest.raises(zoo.ZooError, match=f"ZOO_MAX_IMAGE_PIXELS='{value}': use a whole number above 0"):
-        zoo.load("vit-cifar")  # not an error row for each input of a bulk run
+        zoo.load("vit-cifar")
+    with pytest.raises(zoo.ZooError, match="ZOO_MAX_IMAGE_PIXELS"):  # set after loading: the run stops, one line,
+        zoo.run(model, samples, task="classify", out=tmp_path / "rows.jsonl")  # not an error row per input
     monkeypatch.delenv("ZOO_MAX_IMAGE_PIXELS")
     for name in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name)

@@ -86,7 +86,7 @@ def prepare_or_fail(prepare, item):
         return item
     try:
         return prepare(item)
-    except ZooError as e:
+    except BadInput as e:  # this input; any other ZooError (a setting, a missing package) stops the run
         return Failed(str(e))
 
 
