@@ -105,9 +105,10 @@ def load_plugins():
             register_plugin(ep.load(), name=ep.name)
         except (Exception, SystemExit) as e:  # a broken plugin is reported, never fatal
             report_failure(ep.name, "import", e)
-    for name in sorted((allowed or set()) - {ep.name for ep in entry_points}):  # a misspelt name, say
-        report_failure(name, "ZOO_PLUGINS", PluginError(
-            f"no installed plugin has this name; installed: {', '.join(sorted({ep.name for ep in entry_points}))}"))
+    installed = sorted({ep.name for ep in entry_points})
+    for name in sorted((allowed or set()) - set(installed)):  # a misspelt name, say
+        report_failure(name, "ZOO_PLUGINS", PluginError(f"no installed plugin has this name; installed: "
+                                                        f"{', '.join(installed)}"))
     return pm
 
 
