@@ -12,14 +12,13 @@ deit-tiny has random weights at its real size, saved locally; photos are 640x480
 
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import parser, peak_rss_mb, report, timed
+from common import parser, peak_rss_mb, report, scratch_folder, timed
 from stream_memory import write_photos
 
 TINY_ARCH = "deit_tiny_patch16_224.fb_in1k"
@@ -223,7 +222,7 @@ def main():
     options.add_argument("--rows", type=int, default=50000, help="Embedding rows for 'closing'.")
     options.add_argument("--lines", type=int, default=1_000_000, help="Paths in the list and manifests of 'listing'.")
     args = options.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="zoo-bulk-"))
+    folder = scratch_folder("zoo-bulk-")
     scenarios = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing,
                  "listing": listing}
     result = scenarios[args.which](args, folder)

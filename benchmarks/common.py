@@ -1,7 +1,10 @@
-"""What the benchmark scripts share: arguments, GPU-synchronised timing, random images, reporting."""
+"""What the benchmark scripts share: arguments, scratch folders, GPU-synchronised timing, random images, reporting."""
 
 import argparse
+import atexit
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +20,14 @@ def parser(doc):
     p.add_argument("--dtype", default=None, help="float32 or bfloat16 [bf16 on CUDA]")
     p.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
     return p
+
+
+def scratch_folder(prefix):
+    """A temporary folder removed when the benchmark exits: what a run writes there (a real-size checkpoint,
+    thousands of photos) can be gigabytes, and repeated runs must not fill the disk."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def sync():

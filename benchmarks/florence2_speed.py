@@ -7,11 +7,9 @@ classify over the 10 CIFAR-10 labels.
     python benchmarks/florence2_speed.py --size base --images 32 --batch-size 16 --new-tokens 32
 """
 
-import tempfile
-from pathlib import Path
 
 import torch
-from common import parser, random_images, report, timed
+from common import parser, random_images, report, scratch_folder, timed
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
 import zoo
@@ -27,7 +25,7 @@ def main():
     options.add_argument("--new-tokens", type=int, default=32)
     args = options.parse_args()
 
-    folder = Path(tempfile.mkdtemp())
+    folder = scratch_folder("zoo-florence2-")
     florence_testing.florence2(folder, size=args.size)
     model = zoo.load("florence-2-base", weights=folder, device=args.device, dtype=args.dtype,
                      batch_size=args.batch_size)

@@ -8,11 +8,9 @@ tokens; greedy. In float32 it also checks that zoo's greedy tokens equal plain g
     python benchmarks/qwen2vl_speed.py --size 2b --new-tokens 128 --batch-size 8 --compile
 """
 
-import tempfile
-from pathlib import Path
 
 import torch
-from common import parser, random_images, report, timed
+from common import parser, random_images, report, scratch_folder, timed
 
 import zoo
 from zoo_qwen2vl import testing as qwen_testing
@@ -30,7 +28,7 @@ def main():
     options.add_argument("--compile", action="store_true", help="static cache + torch.compile for zoo")
     args = options.parse_args()
 
-    folder = Path(tempfile.mkdtemp())
+    folder = scratch_folder("zoo-qwen2vl-")
     qwen_testing.qwen2_vl(folder, size=args.size)
     side = 448 if args.size == "2b" else 112
     pixels = {"min_pixels": side * side, "max_pixels": side * side}

@@ -9,14 +9,13 @@ of 640x480, embedded with the list API. The figure is the growth of peak RSS ove
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common import parser, peak_rss_mb, report
+from common import parser, peak_rss_mb, report, scratch_folder
 
 
 def write_photos(folder, n, seed=0):
@@ -55,7 +54,7 @@ def main():
     import torch
     from safetensors.torch import save_file
 
-    folder = Path(tempfile.mkdtemp(prefix="zoo-stream-memory-"))
+    folder = scratch_folder("zoo-stream-memory-")
     write_photos(folder, max(args.counts))
     torch.manual_seed(0)
     save_file(timm.create_model("deit_tiny_patch16_224.fb_in1k").state_dict(), str(folder / "deit.safetensors"))

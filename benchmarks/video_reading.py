@@ -10,8 +10,6 @@ Both must give the same frames; the figure is seconds per video (best of --repea
 
 import platform
 import sys
-import tempfile
-from pathlib import Path
 
 import av
 import numpy as np
@@ -19,7 +17,7 @@ import torch
 import torchvision.io
 from qwen_vl_utils import vision_process
 
-from common import parser, report, timed
+from common import parser, report, scratch_folder, timed
 from zoo_qwen2vl.testing import official_read_video
 from zoo_qwen2vl.video import read_video
 
@@ -55,7 +53,7 @@ def main():
     options.add_argument("--size", type=int, nargs=2, default=[1280, 720])
     options.add_argument("--repeats", type=int, default=3)
     args = options.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="zoo-video-reading-"))
+    folder = scratch_folder("zoo-video-reading-")
     rows = []
     for codec in ("mpeg4", "libx264"):
         path = folder / f"{codec}.mp4"

@@ -1,7 +1,7 @@
 """Register your own backbone without forking zoo: in code, and in a user YAML file.
 
 Run it from the repository root:  python examples/custom_backbone.py
-It needs no network: it trains nothing big, and writes its weights into a temporary folder.
+It needs no network: it trains nothing big, and writes its weights and the probe model into a temporary folder.
 """
 
 import os
@@ -43,15 +43,10 @@ def tiny_convnet(width=16):
     return TinyConvNet(width=width)
 
 
-def main():
-    samples = Path(__file__).resolve().parent.parent / "samples"
-    model = zoo.load("tiny-convnet")
-    print("code:", model.classify(samples / "cat.png", top_k=2)[0], tuple(model.embed(samples / "dog.png").shape))
-
-    # 2. In a user YAML file: a timm architecture with a local weights file, named by ZOO_REGISTRY.
+def write_yaml_model(folder):
+    """A user YAML file naming a timm architecture and a local weights file; returns the file."""
     import timm
 
-    folder = Path(tempfile.mkdtemp())
     backbone = timm.create_model("resnet18", num_classes=10)
     save_file(backbone.state_dict(), str(folder / "resnet18-cifar.safetensors"))
     (folder / "my-models.yaml").write_text(f"""
@@ -64,16 +59,27 @@ def main():
   tasks: [classify, embed]
   preprocess: {{input_size: 64, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}
 """)
-    os.environ["ZOO_REGISTRY"] = str(folder / "my-models.yaml")
-    zoo.registry.reset()
-    model = zoo.load("my-resnet18")
-    print("yaml:", model.classify(samples / "ship.png", top_k=1)[0], tuple(model.embed(samples / "ship.png").shape))
+    return folder / "my-models.yaml"
 
-    # 3. Either one can be probed like the built-ins: a linear head on frozen features, saved as a new model.
-    result = probe("my-resnet18", dataset="cifar10-sample", epochs=20)
-    print("probe:", result["name"], f"linear top-1 {result['linear_top1']:.2f}, k-NN {result['knn_top1']:.2f}")
-    print("probe model:", zoo.load(result["name"]).classify(samples / "frog.png", top_k=1)[0])
 
+def main():
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    model = zoo.load("tiny-convnet")
+    print("code:", model.classify(samples / "cat.png", top_k=2)[0], tuple(model.embed(samples / "dog.png").shape))
+
+    # 2. In a user YAML file, named by ZOO_REGISTRY. Its folder goes when the example ends, and so does the zoo home
+    # the probe below saves its model in: that model's backbone exists only in this run.
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["ZOO_REGISTRY"] = str(write_yaml_model(Path(folder)))
+        os.environ["ZOO_HOME"] = str(Path(folder) / "zoo-home")
+        zoo.registry.reset()
+        model = zoo.load("my-resnet18")
+        print("yaml:", model.classify(samples / "ship.png", top_k=1)[0], tuple(model.embed(samples / "ship.png").shape))
+
+        # 3. Either one can be probed like the built-ins: a linear head on frozen features, saved as a new model.
+        result = probe("my-resnet18", dataset="cifar10-sample", epochs=20)
+        print("probe:", result["name"], f"linear top-1 {result['linear_top1']:.2f}, k-NN {result['knn_top1']:.2f}")
+        print("probe model:", zoo.load(result["name"]).classify(samples / "frog.png", top_k=1)[0])
 
 if __name__ == "__main__":
     main()
