@@ -149,6 +149,11 @@ def test_url_weights_with_sha256_against_the_same_server(hub, tmp_path, registry
                       f"model_args: {TINY}, weights: {{url: '{hub.url}/files/deit.safetensors', sha256: '{sha}'}}}}")
         if ok:
             assert zoo.load("by-url") and lock.entry("by-url")["commit"] == sha
+            folder = lock.entry("by-url")["folder"]
+            assert run("pull", "by-url", "--revision", "v2") == (1, "by-url: FAILED: --revision applies to hub "
+                                                                "weights, and its weights come from elsewhere.\n"
+                                                                "Error: 1 of 1 models could not be pulled: by-url.\n")
+            assert run("cache", "rm", "by-url")[0] == 0 and not os.path.exists(folder)
         else:
             with pytest.raises(zoo.UnsafeWeights, match="sha256 mismatch"):
                 zoo.load("by-url")
@@ -187,7 +192,9 @@ def test_pull_cache_and_lock_commands(hub, tmp_path, monkeypatch):
     assert run("lock", "export", tmp_path / "team.lock")[0] == 0
     shared = json.loads((tmp_path / "team.lock").read_text())["models"]["deit-tiny"]
     assert set(shared) == {"source", "revision", "commit", "files"}  # pins only: no paths or times of this machine
+    snapshot = lock.entry("deit-tiny")["folder"]
     assert run("cache", "rm", "deit-tiny") == (0, "Removed deit-tiny\n") and lock.entry("deit-tiny") is None
+    assert not os.path.exists(snapshot) and not os.path.exists(os.path.realpath(blob))
     assert run("lock", "import", tmp_path / "team.lock")[0] == 0
     assert "not downloaded" in run("cache", "ls")[1] and "pinned, not downloaded" in run("cache", "verify")[1]
     hub.push(DEIT, deit_weights(tmp_path, seed=1))  # main moves on; the team's pin does not

@@ -23,7 +23,7 @@ def pull(names, every, revision):
             item = cache.pull(name, revision)
         except ZooError as e:  # one model's failure is its own line; the others still download
             failed.append(name)
-            click.echo(f"{name}: FAILED: {e}")
+            click.echo(f"{name}: FAILED: {str(e).removeprefix(f'{name}: ')}")  # most errors name the model
             continue
         if item is None:
             click.echo(f"{name}: nothing to download (its weights are a local path, in the package, or none)")
@@ -86,7 +86,7 @@ def cache_verify(names):
             click.echo(f"{name}: ok ({len(entries[name]['files'])} files)")
         except ZooError as e:
             bad.append(name)
-            click.echo(f"{name}: FAILED: {e}")
+            click.echo(f"{name}: FAILED: {str(e).removeprefix(f'{name}: ')}")  # most errors name the model
     if bad:
         raise ZooError(f"{len(bad)} model(s) do not match the lock: {', '.join(bad)}.")
 
