@@ -1,8 +1,8 @@
 """Bulk inference: every input and output kind, error rows, kill-and-resume, video frames, the Ray engine."""
 
 import json
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -344,6 +344,42 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
     assert [[(r["input"], r["error"]) for r in found] for found in listed] == \
         [[(r["input"], r["error"]) for r in sorted(listed[0], key=lambda r: r["input"])]] * 2
     assert "longer than the file system allows" in listed[1][-1]["error"]
+
+
+@pytest.mark.slow
+def test_the_ray_predictor_runs_a_zoo_model_in_a_users_own_ray_pipeline(tmp_path, samples, subprocess_env, monkeypatch):
+    ray = pytest.importorskip("ray")
+    import ray.data
+
+    from zoo import ray_engine
+
+    folder = tmp_path / "photos"
+    shutil.copytree(samples, folder)
+    (folder / "zz-broken.png").write_bytes(b"not an image")
+    for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
+        monkeypatch.setenv(key, value)
+    ray_engine.start(ray, None)
+    expected = {p.name: r[0].label for p, r in
+                zip(sorted(samples.glob("*.png")), zoo.load("vit-cifar").classify(sorted(samples.glob("*.png"))))}
+    arrays = ray.data.read_images(str(samples), include_paths=True).map_batches(
+        zoo.RayPredictor, fn_constructor_kwargs={"model": "vit-cifar", "task": "classify", "options": {"top_k": 2}},
+        compute=ray.data.ActorPoolStrategy(size=1), batch_size=4).take_all()
+    assert {Path(r["path"]).name: r["predictions"][0]["label"] for r in arrays} == expected
+    assert set(arrays[0]) == {"path", "task", "model", "predictions", "error"} and len(arrays[0]["predictions"]) == 2
+    files = ray.data.read_binary_files(str(folder), include_paths=True).map_batches(
+        zoo.RayPredictor, fn_constructor_kwargs={"model": "vit-cifar", "task": "embed", "column": "bytes"},
+        compute=ray.data.ActorPoolStrategy(size=1), batch_size=4, batch_format="pandas").take_all()
+    assert {len(r["embedding"]) for r in files if r["error"] is None} == {128}
+    errors = {Path(r["path"]).name: r["error"] for r in files}
+    assert "is not a readable image" in errors.pop("zz-broken.png") and set(errors.values()) == {None}
+    listed = ray.data.from_items([{"file": str(p), "id": i} for i, p in enumerate(sorted(folder.glob("*.png")))])
+    by_path = listed.map_batches(zoo.RayPredictor, fn_constructor_kwargs={"model": "vit-cifar", "task": "classify",
+                                                                         "column": "file"},
+                                  compute=ray.data.ActorPoolStrategy(size=1)).take_all()
+    assert [(r["id"], Path(r["file"]).name, r["predictions"] and r["predictions"][0]["label"]) for r in by_path] == \
+        [(i, name, expected.get(name)) for i, name in enumerate(sorted(expected) + ["zz-broken.png"])]
+    with pytest.raises(zoo.ZooError, match="The batch has no column 'image' \\(it has file, id\\): name the"):
+        zoo.RayPredictor("vit-cifar", "classify")({"file": np.array(["a.png"]), "id": np.array([0])})
 
 
 RAY_SCRIPT = """

@@ -14,6 +14,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .model import Detection, Model, Prediction
+from .ray_engine import RayPredictor
 from .runtime import Runtime
 from .vision import ImageModel
 from .vlm import VisionLanguageModel
@@ -39,7 +40,7 @@ def compare(models, *, dataset="cifar10", **options):
 
 __all__ = [
     "BadInput", "Detection", "InvalidRecord", "MissingDependency", "MissingWeights", "Model", "ModelRecord",
-    "ImageModel", "PluginError", "Prediction", "Preprocess", "Runtime", "UnknownModel", "UnsafeWeights",
+    "ImageModel", "PluginError", "Prediction", "Preprocess", "RayPredictor", "Runtime", "UnknownModel", "UnsafeWeights",
     "UnsupportedCapability", "VisionLanguageModel", "Weights", "ZooError", "compare", "hookimpl", "info",
     "list_models", "load", "register", "register_model", "run",
 ]

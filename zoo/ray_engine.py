@@ -30,24 +30,75 @@ BLOCK = 256  # inputs per Ray block at most: larger blocks halved the throughput
 FORWARDED_ENV = ("ZOO_", "HF_", "PYTHONPATH", "TRANSFORMERS_")  # settings every worker must share
 
 
-class Predictor:
-    """Loads the model once per Ray actor; each call turns a batch of inputs into result rows."""
+class RayPredictor:
+    """zoo in your own Ray Data pipeline: a stateful callable for `map_batches` that loads the model once per actor.
+
+        ds = ray.data.read_images("photos/", include_paths=True)
+        ds = ds.map_batches(zoo.RayPredictor, fn_constructor_kwargs={"model": "deit-tiny", "task": "classify"},
+                            compute=ray.data.ActorPoolStrategy(size=2), batch_size=64)
+
+    The batch's `column` holds images as Ray reads them (arrays from `read_images`, bytes from
+    `read_binary_files`) or paths and URLs (text, kept in the output). Each row gains the columns a zoo bulk run
+    writes (`predictions`, `embedding`, `text` or `detections`, with `task`, `model` and `error`: an image that
+    cannot be read or run is its error, not the end of the job); the batch's other columns pass through.
+    `options` are the call's options; the other keywords go to `zoo.load`. Batches as numpy (Ray's default) or pandas.
+    """
+
+    def __init__(self, model, task, *, column="image", options=None, **load):
+        import zoo
+
+        self.model, self.task, self.column = zoo.load(model, **load), task, column
+        self.options = options or {}
+        self.model.call_options(task, self.options)  # a bad option stops the actor at its start, not per batch
+
+    def __call__(self, batch):
+        import numpy as np
+        import pyarrow as pa
+
+        if self.column not in batch:
+            raise ZooError(f"The batch has no column {self.column!r} (it has {', '.join(map(str, batch))}): "
+                           "name the images' column with column=.")
+        values = list(batch[self.column])
+        table = pa.Table.from_pylist(self.rows([Item(str(v) if isinstance(v, str) else None, v) for v in values]),
+                                     schema=schema(self.task))
+        images = any(not isinstance(v, str) for v in values)  # arrays and bytes are large: only their results stay
+        table = table.drop_columns(["input", "frame_time"] if images else ["frame_time"])
+        if not images:
+            table = table.rename_columns([self.column if n == "input" else n for n in table.column_names])
+        for name in batch:
+            if name != self.column:
+                column = np.asarray(batch[name])
+                table = table.append_column(str(name), tensor_column(column) if column.ndim > 1 else pa.array(column))
+        return table
+
+    def rows(self, items):
+        """The result rows of a batch of items, an error row for each input that cannot be read or run."""
+        results = self.model.stream(self.task, [i.value for i in items], self.options, progress=False, keep_errors=True)
+        return [make_row(self.model, self.task, item, result) for item, result in zip(items, results)]
+
+
+def tensor_column(values):
+    """A column of arrays as Ray itself stores one: its tensor extension type."""
+    from ray.data.extensions import ArrowTensorArray
+
+    return ArrowTensorArray.from_numpy(values)
+
+
+class EnginePredictor(RayPredictor):
+    """The ray engine's predictor: files and URLs in, the rows the local engine writes out."""
 
     def __init__(self, record, builder, task, load, options, sources, as_csv):
-        import zoo
         from zoo.registry import register
 
         register(record, loader=builder, override=True)  # the driver's record, also one registered in its code
-        self.model, self.task, self.options = zoo.load(record.name, **load), task, options
+        super().__init__(record.name, task, options=options, **load)
         self.sources, self.as_csv = sources, as_csv  # CSV cells hold text: lists go as JSON, as the local engine writes
 
     def __call__(self, batch):
         import pyarrow as pa
 
         columns = (batch[name].to_pylist() for name in ("input", "value", "error"))
-        items = list(itertools.chain.from_iterable(self.expand(*row) for row in zip(*columns)))
-        results = self.model.stream(self.task, [i.value for i in items], self.options, progress=False, keep_errors=True)
-        rows = [make_row(self.model, self.task, item, result) for item, result in zip(items, results)]
+        rows = self.rows(list(itertools.chain.from_iterable(self.expand(*row) for row in zip(*columns))))
         if self.as_csv:
             return pa.Table.from_pylist([csv_row(row) for row in rows], schema=csv_schema(self.task))
         return pa.Table.from_pylist(rows, schema=schema(self.task))
@@ -141,8 +192,8 @@ def write(ray, blocks, out, predictor, concurrency, batch_size):
     import torch
 
     dataset = ray.data.from_arrow_refs(blocks).map_batches(
-        Predictor, fn_constructor_kwargs=predictor, batch_size=batch_size, batch_format="pyarrow",
-        concurrency=concurrency or ACTORS, num_gpus=1 if torch.cuda.is_available() else 0)
+        EnginePredictor, fn_constructor_kwargs=predictor, batch_size=batch_size, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=concurrency or ACTORS), num_gpus=1 if torch.cuda.is_available() else 0)
     getattr(dataset, WRITERS[out.suffix.lower()])(str(out))
 
 
