@@ -38,21 +38,23 @@ def test_info_exact():
     result = zoo_cli("info", "mae-vitb16")
     assert result.exit_code == 0
     assert result.output == (
-        "name:         mae-vitb16\n"
-        "plugin:       timm\n"
-        "architecture: vit_base_patch16_224.mae\n"
-        "aliases:      vit_base_patch16_224.mae\n"
-        "tasks:        embed\n"
-        "license:      cc-by-nc-4.0\n"
-        "paper:        https://arxiv.org/abs/2111.06377\n"
-        "params:       85800000\n"
-        "metrics:      imagenet_finetuned_top1=83.6\n"
-        "description:  MAE self-supervised ViT encoder: no classifier head; use embed or zoo probe\n"
-        f"source:       {builtin_registry_path()}\n"
-        "options:      num_classes (int or None), global_pool (str or None), img_size (int or None), "
+        "name:              mae-vitb16\n"
+        "plugin:            timm\n"
+        "architecture:      vit_base_patch16_224.mae\n"
+        "aliases:           vit_base_patch16_224.mae\n"
+        "tasks:             embed\n"
+        "license:           cc-by-nc-4.0\n"
+        "paper:             https://arxiv.org/abs/2111.06377\n"
+        "params:            85800000\n"
+        "metrics:           imagenet_finetuned_top1=83.6\n"
+        "description:       MAE self-supervised ViT encoder: no classifier head; use embed or zoo probe\n"
+        f"source:            {builtin_registry_path()}\n"
+        "load options:      num_classes (int or None), global_pool (str or None), img_size (int or None), "
         "model_args (dict or None)\n"
+        "embed options:     patch_tokens (bool)\n"
     )
-    assert json.loads(zoo_cli("info", "vit-cifar", "--json").output)["labels"] == "cifar10"
+    shown = json.loads(zoo_cli("info", "vit-cifar", "--json").output)
+    assert shown["labels"] == "cifar10" and shown["call_options"]["classify"] == "top_k (int), labels (a list of str or None)"
 
 
 def test_classify_table_and_json(samples):

@@ -213,7 +213,7 @@ def test_the_licence_policy_refuses_a_model_naming_its_licence(monkeypatch, tmp_
     (tmp_path / "zoo-home" / "config.yaml").write_text("allowed_licenses: [mit]\n")
     with pytest.raises(zoo.ZooError, match="vit-cifar is licensed apache-2.0"):
         zoo.load("vit-cifar")
-    assert run("info", "mae-vitb16")[1].count("license:      cc-by-nc-4.0") == 1
+    assert run("info", "mae-vitb16")[1].count("license:           cc-by-nc-4.0") == 1
     for text, message in (("allowed_licence: [mit]\n", "unknown setting 'allowed_licence'"),  # no silent no-op
                           ("allowed_licenses: 5\n", "must be a list of licence names"),
                           ("allowed_licenses: []\n", "The licence policy names no licence")):

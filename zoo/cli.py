@@ -198,22 +198,25 @@ def list_command(pattern, task, plugin, licenses, where, sort, fields, as_json):
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 def info(name, as_json):
-    """Show a model's record and the model options it takes (-o KEY=VALUE)."""
+    """Show a model's record, the model options it takes (-o KEY=VALUE) and each task's options."""
     from .options import listing
     from .registry import registry
 
     record = api.info(name)
-    options = listing(registry().loader_for(record).Options) if record.plugin in registry().loaders else None
+    loader = registry().loader_for(record) if record.plugin in registry().loaders else None
+    options = listing(loader.Options) if loader else None
+    calls = {task: listing(loader.options_for(task)) for task in record.tasks} if loader else {}
     if as_json:
-        return emit_json({**record.to_dict(), "options": options})
-    for key, value in {**record.to_dict(), "options": options}.items():
+        return emit_json({**record.to_dict(), "options": options, "call_options": calls})
+    shown = {**record.to_dict(), "load options": options, **{f"{task} options": v for task, v in calls.items()}}
+    for key, value in shown.items():
         if value in (None, [], {}):
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(map(str, value)) if len(value) <= 12 else f"{len(value)} items"
-        click.echo(f"{key + ':':<13} {value}")
+        click.echo(f"{key + ':':<18} {value}")
 
 
 def bulk_options(f):
