@@ -24,6 +24,7 @@ from .vit import ViT
 CHECKPOINT = "checkpoint.safetensors"
 SEED_RANGE = 2**62  # per-step seeds are drawn below this
 EPOCH_SEED_STRIDE = 100_003  # a prime: the shuffle seeds of (seed, epoch) pairs never collide in practice
+SHOW_EVERY = 20  # steps between the progress bar's loss readings (each one waits for the GPU)
 CROP_PADDING = 4  # pixels of reflect padding before a random 32x32 crop
 RANDAUGMENT_CHUNK = 32  # images sharing one RandAugment op draw
 EVAL_BATCH = 1000
@@ -314,17 +315,21 @@ def train_epoch(run, epoch):
     state = run.state
     order = torch.randperm(len(run.data[0]), generator=torch.Generator().manual_seed(run.seed * EPOCH_SEED_STRIDE + epoch))
     bar = _progress(run.steps_per_epoch, state["step"], epoch, run.recipe.epochs, run.progress and run.main)
-    losses = state.setdefault("epoch_losses", [])  # kept in the checkpoint: a resumed epoch's mean is exact
+    # Kept in the checkpoint, so a resumed epoch's mean is exact; tensors until the epoch ends, since reading a
+    # loss waits for the GPU to finish its queue (the bar reads one every SHOW_EVERY steps).
+    losses = state.setdefault("epoch_losses", [])
     run.net.train()
     started, seen = time.perf_counter(), 0
     try:
         for step in range(state["step"], run.steps_per_epoch):
-            losses.append(train_step(run, epoch, step, order).item())
+            losses.append(train_step(run, epoch, step, order).detach())
             state["step"] = step + 1
             seen += run.recipe.batch_size
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+            if step % SHOW_EVERY == 0:
+                bar.set_postfix(loss=f"{float(losses[-1]):.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
     finally:
+        state["epoch_losses"] = [float(loss) for loss in losses]  # numbers for the checkpoint; the GPU is done now
         state["elapsed"] += time.perf_counter() - started
         bar.close()
 
