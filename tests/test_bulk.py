@@ -191,6 +191,17 @@ def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
     assert same_rows(pq.read_table(cut).to_pylist(), pq.read_table(full).to_pylist())
 
 
+def test_ctrl_c_in_a_bulk_run_is_one_line_saying_how_to_go_on(photos, tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bulk, "make_row", interrupted)
+    out = tmp_path / "p.parquet"
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", str(photos), "--out", str(out)])
+    assert (result.exit_code, result.output) == (130, "Interrupted: the rows already written are kept; the same "
+                                                      f"command with --resume runs only the inputs {out} lacks.\n")
+
+
 @pytest.mark.parametrize("name, task", [("p.jsonl", "classify"), ("p.csv", "classify"), ("p.parquet", "classify"),
                                         ("e.npy", "embed"), ("e.safetensors", "embed")])
 def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path, monkeypatch, name, task):

@@ -263,10 +263,15 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
 
     model_options = parse_assignments(load.pop("model_options", ()))
     api.check_options(name, task, model_options, call_options)
-    summary = run(name, list(inputs), task=task, out=bulk["out"], resume=bulk["resume"], options=call_options,
-                  **reading_of(bulk), engine=bulk["engine"], address=bulk["address"],
-                  concurrency=bulk["concurrency"], load={**{k: v for k, v in load.items() if v is not None},
-                                                         **model_options})
+    try:
+        summary = run(name, list(inputs), task=task, out=bulk["out"], resume=bulk["resume"], options=call_options,
+                      **reading_of(bulk), engine=bulk["engine"], address=bulk["address"],
+                      concurrency=bulk["concurrency"], load={**{k: v for k, v in load.items() if v is not None},
+                                                             **model_options})
+    except KeyboardInterrupt:  # Ctrl-C: say how to go on, once, instead of click's "Aborted."
+        click.echo(f"Interrupted: the rows already written are kept; the same command with --resume runs only "
+                   f"the inputs {bulk['out']} lacks.", err=True)
+        click.get_current_context().exit(130)
     click.echo(str(summary), err=True)
     if summary.failed:
         raise ZooError(f"{summary.failed} input(s) failed: their rows in {bulk['out']} say why.")
