@@ -4,13 +4,14 @@ import pickle
 import shutil
 import tempfile
 
-# Before any library reads them at import: the caches of a test run (Hugging Face, matplotlib's font cache,
+# Before any library reads them at import: the caches of a test run (Hugging Face, matplotlib's font cache, Ray,
 # anything else that follows XDG) live in one temp dir, never in the home directory, removed when the run ends.
 RUN_DIR = tempfile.mkdtemp(prefix="zoo-tests-")
 atexit.register(shutil.rmtree, RUN_DIR, ignore_errors=True)
 os.environ["HF_HOME"] = os.path.join(RUN_DIR, "hf")
 os.environ["MPLCONFIGDIR"] = os.path.join(RUN_DIR, "matplotlib")
 os.environ["XDG_CACHE_HOME"] = os.path.join(RUN_DIR, "cache")
+os.environ["RAY_TMPDIR"] = os.path.join(RUN_DIR, "ray")  # a local Ray cluster's session logs and sockets
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
