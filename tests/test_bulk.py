@@ -191,6 +191,23 @@ def test_a_killed_run_resumes_to_the_same_result(photos, tmp_path, monkeypatch):
     assert same_rows(pq.read_table(cut).to_pylist(), pq.read_table(full).to_pylist())
 
 
+def test_zoo_run_reads_an_iterator_once_as_it_goes_and_resumes_it(samples, tmp_path):
+    paths = sorted(samples.glob("*.png"))
+
+    def dataset():  # as a dataset library yields its rows: images in memory, or paths
+        for i, path in enumerate(paths):
+            yield Image.open(path) if i % 2 else str(path)
+
+    out = tmp_path / "p.jsonl"
+    summary = zoo.run("vit-cifar", dataset(), task="classify", out=out)
+    assert (summary.done, summary.failed) == (10, 0)
+    expected = zoo.load("vit-cifar").classify(paths, top_k=1)
+    assert [(r["input"], r["predictions"][0]["label"]) for r in rows(out)] == \
+        [(f"input-{i}" if i % 2 else str(p), e[0].label) for i, (p, e) in enumerate(zip(paths, expected))]
+    summary = zoo.run("vit-cifar", dataset(), task="classify", out=out, resume=True)
+    assert (summary.done, summary.skipped) == (0, 10)
+
+
 def test_ctrl_c_in_a_bulk_run_is_one_line_saying_how_to_go_on(photos, tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt

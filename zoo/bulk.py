@@ -38,7 +38,9 @@ def run(model, inputs, *, task, out, resume=False, options=None, recursive=False
         fps=None, progress=None, engine="local", address=None, concurrency=None, load=None):
     """Run `task` over every input into `out` (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).
 
-    `model` is a name or a loaded model (the ray engine takes a name; `load` holds zoo.load's arguments).
+    `inputs` is one input or a list or iterator of them: paths, folders, globs, lists, manifests, videos, URLs, and
+    (local engine) images in memory. `model` is a name or a loaded model (the ray engine takes a name; `load` holds
+    zoo.load's arguments).
     `options` are the call's (top_k, prompt, ...). How inputs are read: `recursive` walks into sub-folders,
     `extensions` ('jpg,png' or a list) are what folders and globs keep, `column` names the paths of a CSV/Parquet
     manifest, `fps` samples videos for image models (1.0; models that read video get them whole).

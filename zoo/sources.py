@@ -19,7 +19,7 @@ from .errors import BadInput, require
 from .files import as_path
 from .inputs import URL_PREFIXES as WEB_PREFIXES
 from .inputs import VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video
-from .streaming import Failed
+from .streaming import Failed, is_iterator
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
 LIST_SUFFIXES = (".txt", ".lst")
@@ -42,13 +42,15 @@ class Sources:
     whole_videos: bool = False  # hand videos to the model whole (Qwen2-VL) instead of as frames
 
     def items(self, inputs):
-        """Items from one input or a list of them, lazily, in order."""
-        inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        """Items from one input, a list of them or an iterator of them (read once), lazily, in order."""
+        inputs = inputs if isinstance(inputs, (list, tuple)) or is_iterator(inputs) else [inputs]
         return itertools.chain.from_iterable(self.expand(value, i) for i, value in enumerate(inputs))
 
     def count(self, inputs):
         """How many items `inputs` gives, without decoding or keeping anything; None when videos are split into
-        frames (their number is known only once decoded)."""
+        frames (their number is known only once decoded) or when `inputs` is an iterator (it reads only once)."""
+        if is_iterator(inputs):
+            return None
         total = 0
         for item in dataclasses.replace(self, whole_videos=True).items(inputs):
             if not self.whole_videos and is_video(item.key):
