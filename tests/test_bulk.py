@@ -1,6 +1,7 @@
 """Bulk inference: every input and output kind, error rows, kill-and-resume, video frames, the Ray engine."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -208,6 +209,37 @@ def test_zoo_run_reads_an_iterator_once_as_it_goes_and_resumes_it(samples, tmp_p
     assert (summary.done, summary.skipped) == (0, 10)
 
 
+def test_a_dash_reads_paths_from_standard_input(samples, tmp_path):
+    paths = [str(p) for p in sorted(samples.glob("*.png"))]
+    listing = "\n".join(paths[:3]) + "\n# a comment\n\n"  # as find or ls write them; comments as in a list file
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", "-", "--json"], input=listing)
+    assert [r["input"] for r in json.loads(result.output)] == paths[:3]
+    out = tmp_path / "p.jsonl"
+    result = CliRunner().invoke(build_cli(), ["embed", "vit-cifar", paths[3], "-", "--out", str(out)], input=listing)
+    assert result.exit_code == 0 and [r["input"] for r in rows(out)] == [paths[3], *paths[:3]]
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", "-", "-"])
+    assert (result.exit_code, result.output) == (1, "Error: '-' (standard input) can be given once.\n")
+
+
+@pytest.mark.parametrize("name", ["p.jsonl", "p.csv", "p.parquet", "e.npy", "e.safetensors"])
+def test_a_file_name_that_is_not_utf8_is_written_escaped_and_resumes(samples, tmp_path, name):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(samples / "cat.png", folder / os.fsdecode(b"caf\xe9.png"))  # Latin-1, as older systems name files
+    (folder / os.fsdecode(b"bad\xff.png")).write_bytes(b"not an image")
+    task = "embed" if name.startswith("e.") else "classify"
+    summary = zoo.run("vit-cifar", folder, task=task, out=tmp_path / name)
+    assert (summary.done, summary.failed) == (1, 1)
+    if name.startswith("p."):
+        from zoo.outputs import read_csv
+
+        written = read_csv(tmp_path / name, task) if name.endswith(".csv") else rows(tmp_path / name)
+        found = {r["input"]: r["error"] for r in written}
+        assert found == {f"{folder}/bad\\xff.png": f"{folder}/bad\\xff.png is not a readable image "
+                                                    "(no image format that Pillow reads).", f"{folder}/caf\\xe9.png": None}
+    assert zoo.run("vit-cifar", folder, task=task, out=tmp_path / name, resume=True).skipped == 2
+
+
 def test_ctrl_c_in_a_bulk_run_is_one_line_saying_how_to_go_on(photos, tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
@@ -344,6 +376,7 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
     for i, image in enumerate(cifar10_sample(split="all").items):
         Image.fromarray(image).save(folder / f"{i:03d}.png")
     (folder / "zz-broken.png").write_bytes(b"broken")
+    shutil.copy(folder / "000.png", folder / os.fsdecode(b"caf\xe9.png"))  # a name that is not UTF-8 travels too
     for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
         monkeypatch.setenv(key, value)
     from zoo import ray_engine
@@ -352,7 +385,7 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
     local = zoo.run("vit-cifar", folder, task="classify", out=tmp_path / "local.parquet")
     distributed = zoo.run("vit-cifar", folder, task="classify", out=tmp_path / "ray.parquet", engine="ray",
                           concurrency=2)
-    assert (distributed.done, distributed.failed) == (local.done, local.failed) == (200, 1)
+    assert (distributed.done, distributed.failed) == (local.done, local.failed) == (201, 1)
     import pyarrow.dataset as ds
 
     ray_rows = sorted(ds.dataset(str(tmp_path / "ray.parquet")).to_table().to_pylist(), key=lambda r: r["input"])

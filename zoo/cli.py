@@ -264,7 +264,7 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
     model_options = parse_assignments(load.pop("model_options", ()))
     api.check_options(name, task, model_options, call_options)
     try:
-        summary = run(name, list(inputs), task=task, out=bulk["out"], resume=bulk["resume"], options=call_options,
+        summary = run(name, with_stdin(inputs), task=task, out=bulk["out"], resume=bulk["resume"], options=call_options,
                       **reading_of(bulk), engine=bulk["engine"], address=bulk["address"],
                       concurrency=bulk["concurrency"], load={**{k: v for k, v in load.items() if v is not None},
                                                              **model_options})
@@ -288,11 +288,28 @@ def loaded(name, inputs, task, options, load, printed):
     return (model, *shown(model, inputs, bulk))
 
 
+def with_stdin(inputs):
+    """The inputs, '-' standing for one path or URL a line of standard input (find ... | zoo classify NAME -),
+    read lazily: a bulk run starts before the list ends and never holds it whole."""
+    if "-" not in inputs:
+        return list(inputs)
+    if inputs.count("-") > 1:
+        raise BadInput("'-' (standard input) can be given once.")
+    return (value for given in inputs for value in (stdin_lines() if given == "-" else [given]))
+
+
+def stdin_lines():
+    for line in sys.stdin.buffer:
+        text = os.fsdecode(line.rstrip(b"\r\n")).strip()  # bytes as the file system names them, not as text
+        if text and not text.startswith("#"):
+            yield text
+
+
 def shown(model, inputs, bulk):
     """(names, values) of the inputs for results printed here: folders and manifests expanded."""
     from .sources import sources_for
 
-    items = list(sources_for(model.reads_video, **reading_of(bulk)).items(list(inputs)))
+    items = list(sources_for(model.reads_video, **reading_of(bulk)).items(list(with_stdin(inputs))))
     if not items:
         raise ZooError("No inputs found: the folders and globs hold no files of the kinds --ext names.")
     return [i.key for i in items], [i.value for i in items]

@@ -70,3 +70,14 @@ def require(module, extra):
         if e.name and e.name.split(".")[0] != module.split(".")[0]:
             raise
         raise MissingDependency(module, extra) from None
+
+
+def printable(text):
+    """`text` as UTF-8 any results file can hold: bytes of a file name that are not UTF-8 (Python carries them as
+    lone surrogates) become \\xNN escapes, as `ls -b` shows them; None stays None."""
+    if text is None:
+        return None
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -108,6 +108,7 @@ class EnginePredictor(RayPredictor):
         input the driver could not read (a bad path in a manifest) is its error row."""
         if error is not None:
             return [Item(key, Failed(error))]
+        value = os.fsdecode(value)
         return [Item(key, value)] if value.startswith(URL_PREFIXES) else self.sources.paths([Path(value)], keep_all=True)
 
 
@@ -161,10 +162,10 @@ def block(items):
     import pyarrow as pa
 
     failed = [i.value if isinstance(i.value, Failed) else None for i in items]
-    return pa.table({"input": [i.key for i in items],
-                     "value": ["" if bad else str(i.value) for i, bad in zip(items, failed)],
+    return pa.table({"input": [i.key for i in items],  # the value as bytes: a file name need not be UTF-8
+                     "value": [b"" if bad else os.fsencode(str(i.value)) for i, bad in zip(items, failed)],
                      "error": [bad and bad.error for bad in failed]},
-                    schema=pa.schema([("input", pa.string()), ("value", pa.string()), ("error", pa.string())]))
+                    schema=pa.schema([("input", pa.string()), ("value", pa.binary()), ("error", pa.string())]))
 
 
 def target(out):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import IMAGE_SUFFIXES
-from .errors import BadInput, require
+from .errors import BadInput, printable, require
 from .files import as_path
 from .inputs import URL_PREFIXES as WEB_PREFIXES
 from .inputs import VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video
@@ -31,6 +31,9 @@ class Item:
     key: str
     value: Any
     frame_time: float | None = None  # seconds into the video, for a frame
+
+    def __post_init__(self):
+        object.__setattr__(self, "key", printable(self.key))  # results files hold text; names may hold other bytes
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from itertools import islice
 
-from .errors import BadInput
+from .errors import BadInput, printable
 
 _END = object()
 
@@ -23,6 +23,9 @@ class Failed:
     not read (reading it raises the reason); a stream kept going past bad inputs yields it in their place."""
 
     error: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "error", printable(self.error))  # it names the input, whatever bytes its name holds
 
 
 def is_tensor(item):
