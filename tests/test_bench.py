@@ -144,13 +144,16 @@ def test_cli_bench_plot_report_and_results(tmp_path):
 
 
 def test_image_folder_dataset(tmp_path, samples):
+    import os
     import shutil
 
+    folder = tmp_path / os.fsdecode(b"photos-caf\xe9")  # a name that is not UTF-8 goes into results escaped
     for name in ("cat", "dog"):
-        (tmp_path / "folder" / name).mkdir(parents=True)
-        shutil.copy(samples / f"{name}.png", tmp_path / "folder" / name / "a.png")
-    row = bench.compare(["vit-cifar"], dataset=str(tmp_path / "folder")).rows[0]
+        (folder / name).mkdir(parents=True)
+        shutil.copy(samples / f"{name}.png", folder / name / "a.png")
+    row = bench.compare(["vit-cifar"], dataset=str(folder)).rows[0]
     assert row["status"] == "ok" and row["n"] == 2 and row["protocol"] == "head"
+    assert row["dataset"] == "photos-caf\\xe9" and results.query(last=1)[0]["dataset"] == "photos-caf\\xe9"
 
 
 def test_table_to_pandas():

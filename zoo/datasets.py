@@ -4,7 +4,7 @@ import importlib.resources
 import pickle
 from dataclasses import dataclass
 
-from .errors import UnknownDataset, ZooError
+from .errors import UnknownDataset, ZooError, printable
 from .files import as_path
 from .hookspecs import hookimpl
 from .labels import CIFAR10
@@ -141,8 +141,9 @@ def image_folder(root=None, split=None):
                 targets.append(index)
     if not items:
         raise ZooError(f"No images found in {root}: expected one subfolder per class holding image files.")
-    # Without split folders every split is the same images: "all" says so (a probe refuses to train on it).
-    return Dataset(root.name, split if has_split else "all", tuple(classes), items, targets)
+    # Without split folders every split is the same images: "all" says so (a probe refuses to train on it). Names
+    # go into results and labels as text, whatever bytes the folders' names hold.
+    return Dataset(printable(root.name), split if has_split else "all", tuple(map(printable, classes)), items, targets)
 
 
 @hookimpl
