@@ -23,7 +23,7 @@ def pull(names, every, revision):
             item = cache.pull(name, revision)
         except ZooError as e:  # one model's failure is its own line; the others still download
             failed.append(name)
-            click.echo(f"{name}: FAILED: {str(e).removeprefix(f'{name}: ')}")  # most errors name the model
+            click.echo(failure(name, e))
             continue
         if item is None:
             click.echo(f"{name}: nothing to download (its weights are a local path, in the package, or none)")
@@ -69,6 +69,11 @@ def cache_ls(as_json):
 VERIFIED = {True: "yes", False: "NO", None: "not downloaded"}
 
 
+def failure(name, error):
+    """'NAME: FAILED: reason', naming the model once (most errors start with its name)."""
+    return f"{name}: FAILED: {str(error).removeprefix(f'{name}: ')}"
+
+
 @cache_group.command(name="verify")
 @click.argument("names", nargs=-1)
 def cache_verify(names):
@@ -86,7 +91,7 @@ def cache_verify(names):
             click.echo(f"{name}: ok ({len(entries[name]['files'])} files)")
         except ZooError as e:
             bad.append(name)
-            click.echo(f"{name}: FAILED: {str(e).removeprefix(f'{name}: ')}")  # most errors name the model
+            click.echo(failure(name, e))
     if bad:
         raise ZooError(f"{len(bad)} model(s) do not match the lock: {', '.join(bad)}.")
 
