@@ -72,6 +72,14 @@ def test_runtime_options_reach_every_family(samples):
     assert len(model.classify([samples / "cat.png"] * 7)) == 7
 
 
+def test_torch_habits_say_where_a_zoo_model_is_placed():
+    model = zoo.load("vit-cifar")
+    for habit in ("to", "cuda", "eval", "half"):
+        with pytest.raises(AttributeError, match=r"vit-cifar is a zoo model, not a torch module: .*device='cuda'"):
+            getattr(model, habit)
+    assert not hasattr(model, "stream_text") and hasattr(model, "module")  # any other name is an ordinary miss
+
+
 @pytest.mark.parametrize("call, message", [
     ({"top_k": 0}, "top_k=0 must be at least 1"), ({"labels": "cat"}, "must be a list of str"),
     ({"labels": []}, "non-empty list"), ({"labels": ["cat", "cat"]}, "distinct"), ({"labels": [" "]}, "non-empty"),

@@ -99,6 +99,9 @@ def top_predictions(scores, labels, top_k):
     return [[Prediction(labels[i], i, v) for i, v in zip(row, vals)] for row, vals in zip(picks.tolist(), values.tolist())]
 
 
+TORCH_HABITS = frozenset({"to", "cuda", "cpu", "half", "float", "bfloat16", "eval", "train"})  # placement, mode
+
+
 class Model:
     """Base class of every model. Subclasses set `capabilities` and write the matching `*_batch` methods."""
 
@@ -119,6 +122,15 @@ class Model:
         runtime = runtime or Runtime(*pick_device("cpu"))
         self.device, self.dtype, self.workers = runtime.device, runtime.dtype, runtime.workers
         self.batch_size = runtime.batch_size or self.default_batch_size
+
+    def __getattr__(self, name):
+        # Reached only for what the model lacks: a torch module's habits (model.to("cuda"), model.eval()) get the
+        # zoo way in their error, not a bare AttributeError.
+        if name in TORCH_HABITS:
+            raise AttributeError(f"{self.__dict__.get('name', 'A zoo model')} is a zoo model, not a torch module: "
+                                 "choose where it runs at load (zoo.load(NAME, device='cuda', dtype='bfloat16')); "
+                                 "it always runs in inference mode.")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @classmethod
     def load(cls, record, weights, runtime, options):
