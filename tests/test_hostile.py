@@ -696,7 +696,7 @@ BAD_CLI = [
     (["classify", "vit-cifar", "https://example.com/cat.png"], 1, "need the network"),
     (["classify", "vit-cifar", str(ROOT / "samples" / "nothing-here")], 1, "Image file not found"),
     (["classify", "vit-cifar", S, "--weights", "/nonexistent"], 1, "does not exist"),
-    (["classify", "vit-cifar", S, "--device", "cuda"], 1, "no CUDA GPU"),
+    (["classify", "vit-cifar", S, "--device", "cuda:99"], 1, "device='cuda:99' but this machine has"),
     (["describe", "florence-2-base", S, "--max-new-tokens", "0"], 2, "x>=1"),
     (["eval", "vit-cifar", "--dataset", "cifar10", "--data-root", "/nonexistent"], 1, "CIFAR-10 not found"),
     (["train", "vit-cifar", "--data-root", ".", "--test-limit", "0"], 2, "x>=1"),

@@ -46,7 +46,8 @@ def test_validate_converts():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"batch_size": 0}, "batch_size=0"), ({"batch_size": "8"}, "batch_size='8'"), ({"workers": -1}, "workers=-1"),
-    ({"device": "tpu"}, "Unknown device 'tpu'"), ({"device": "cuda"}, "no CUDA GPU"),
+    ({"device": "tpu"}, "Unknown device 'tpu'"), ({"device": "cuda:99"}, "device='cuda:99' but this machine has"),
+    ({"device": "meta"}, "device='meta': zoo runs models on cpu, cuda, mps, xpu"),
     ({"dtype": "int8"}, "Unknown dtype 'int8'"), ({"attention": "fast"}, "attention='fast'"),
     ({"compile": "yes"}, "compile='yes'"), ({"device_map": 3}, "device_map=3"),
     ({"attention_impl": "sdpa"}, "unknown option 'attention_impl'"), ({"weights": 123}, "weights=123"),

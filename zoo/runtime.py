@@ -32,8 +32,7 @@ def pick_device(device=None, dtype=None):
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except (RuntimeError, TypeError):
         raise BadInput(f"Unknown device {device!r}: use cpu, cuda, cuda:1, mps ...") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadInput(f"device={str(device)!r} but no CUDA GPU is available here: use device='cpu'.")
+    check_present(device)
     if dtype is None:
         return device, torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, torch.dtype) and str(dtype).removeprefix("torch.") in DTYPES:
@@ -41,6 +40,22 @@ def pick_device(device=None, dtype=None):
     if dtype not in DTYPES:
         raise BadInput(f"Unknown dtype {dtype!r}: use {', '.join(DTYPES)}.")
     return device, getattr(torch, dtype)
+
+
+def check_present(device):
+    """The device exists on this machine: a missing GPU is one line here, not an error deep inside torch."""
+    import torch
+
+    counts = {"cpu": lambda: 1, "cuda": torch.cuda.device_count,
+              "mps": lambda: int(torch.backends.mps.is_available()),
+              "xpu": lambda: torch.xpu.device_count() if hasattr(torch, "xpu") else 0}
+    if device.type not in counts:
+        raise BadInput(f"device={str(device)!r}: zoo runs models on {', '.join(counts)}.")
+    count = counts[device.type]()
+    if not count:
+        raise BadInput(f"device={str(device)!r} but this machine has no {device.type} device: use device='cpu'.")
+    if device.index is not None and device.index >= count:
+        raise BadInput(f"device={str(device)!r} but this machine has {count} {device.type} device(s), numbered from 0.")
 
 
 def make_runtime(*, device=None, dtype=None, batch_size=None, compile=False, attention=None, device_map=None,
