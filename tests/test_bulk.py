@@ -207,6 +207,10 @@ def test_zoo_run_reads_an_iterator_once_as_it_goes_and_resumes_it(samples, tmp_p
         [(f"input-{i}" if i % 2 else str(p), e[0].label) for i, (p, e) in enumerate(zip(paths, expected))]
     summary = zoo.run("vit-cifar", dataset(), task="classify", out=out, resume=True)
     assert (summary.done, summary.skipped) == (0, 10)
+    # An empty name is an error row: Path("") is the current folder, which a blank row never means.
+    zoo.run("vit-cifar", iter(["", " ", str(paths[0])]), task="classify", out=tmp_path / "e.jsonl")
+    assert [r["error"] for r in rows(tmp_path / "e.jsonl")] == \
+        ["An empty string is not an image path: pass a file's path."] * 2 + [None]
 
 
 def test_a_dash_reads_paths_from_standard_input(samples, tmp_path):

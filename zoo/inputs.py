@@ -17,6 +17,7 @@ from .files import as_path
 from .streaming import Failed, is_file_object, is_tensor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+EMPTY_PATH = "An empty string is not an image path: pass a file's path."  # Path("") would be the current folder
 MAX_IMAGE_PIXELS = 178_956_970  # PIL's own bomb limit; ZOO_MAX_IMAGE_PIXELS changes it
 MAX_DOWNLOAD_BYTES = 64 * 2**20
 DOWNLOAD_SECONDS = 60
@@ -51,8 +52,8 @@ def open_image(item):
         return _decode(_download(item), item)
     if isinstance(item, str) and item.startswith("data:"):
         return _decode(_data_uri(item), item[:40] + "...")
-    if isinstance(item, str) and not item.strip():  # Path("") is the current folder
-        raise BadInput("An empty string is not an image path: pass a file's path.")
+    if isinstance(item, str) and not item.strip():
+        raise BadInput(EMPTY_PATH)
     if isinstance(item, (str, Path)):
         return _open(as_path(item))
     if is_tensor(item):

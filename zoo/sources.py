@@ -18,7 +18,7 @@ from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput, printable, require
 from .files import as_path
 from .inputs import URL_PREFIXES as WEB_PREFIXES
-from .inputs import VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video
+from .inputs import EMPTY_PATH, VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video
 from .streaming import Failed, is_iterator
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
@@ -65,6 +65,8 @@ class Sources:
         if not isinstance(value, (str, Path)):
             return [Item(f"input-{index}", value)]
         text = str(value)
+        if not text.strip():
+            return [Item(text, Failed(EMPTY_PATH))]
         if text.startswith(URL_PREFIXES):
             return [Item(text[:200], text)]
         try:
