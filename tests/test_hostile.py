@@ -756,6 +756,21 @@ def test_a_list_damaged_near_its_end_is_refused_before_any_input_runs(tmp_path, 
         assert not (tmp_path / "rows.jsonl").exists() and not (tmp_path / "rows.jsonl.parts").exists()
 
 
+def test_a_list_without_line_breaks_is_refused_not_read_into_memory(tmp_path, monkeypatch):
+    from zoo import sources
+
+    monkeypatch.setattr(sources, "MAX_LINE", 1000)  # 1 MiB in use; a file of gigabytes with no break is the threat
+    line = b"a" * 5000
+    for name in ("one-line.txt", "one-line.csv"):
+        (tmp_path / name).write_bytes(b"path\n" + line if name.endswith(".csv") else line)
+        with pytest.raises(zoo.BadInput, match=f"{name}: a line longer than 1,000 characters; lists and manifests"):
+            zoo.run("vit-cifar", tmp_path / name, task="classify", out=tmp_path / "rows.jsonl")
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", "-", "--out", str(tmp_path / "r.jsonl")],
+                                input=line)
+    assert (result.exit_code, result.output) == (1, "Error: standard input: a line longer than 1,000 characters; "
+                                                    "lists and manifests name one input a line.\n")
+
+
 def test_a_list_naming_itself_and_a_broken_video_are_one_line(tmp_path):
     (tmp_path / "self.txt").write_text("self.txt\n")
     (tmp_path / "clip.mp4").write_bytes(b"not a video")

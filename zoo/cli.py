@@ -299,7 +299,9 @@ def with_stdin(inputs):
 
 
 def stdin_lines():
-    for line in sys.stdin.buffer:
+    from .sources import bounded_lines
+
+    for line in bounded_lines(sys.stdin.buffer, "standard input"):
         text = os.fsdecode(line.rstrip(b"\r\n")).strip()  # bytes as the file system names them, not as text
         if text and not text.startswith("#"):
             yield text

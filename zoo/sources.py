@@ -24,6 +24,7 @@ from .streaming import Failed, is_iterator
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
 LIST_SUFFIXES = (".txt", ".lst")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
+MAX_LINE = 1 << 20  # characters in one line of a list, a CSV manifest or standard input (a path is at most 4 KiB)
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,19 @@ def checked(path, values, what, hint=""):
 
 def list_lines(path):
     with open(path, encoding="utf-8-sig") as f:  # a BOM, as Windows editors write
-        for line in f:
+        for line in bounded_lines(f, path):
             if not line.strip().startswith("#"):
                 yield line.strip()
+
+
+def bounded_lines(f, name):
+    """The lines of a file object, each at most MAX_LINE long: a file without line breaks is refused in one line,
+    not read whole into memory."""
+    while line := f.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE:
+            raise BadInput(f"{name}: a line longer than {MAX_LINE:,} characters; lists and manifests name one input "
+                           "a line.")
+        yield line
 
 
 def parquet_column(path, column):
@@ -175,7 +186,7 @@ def parquet_column(path, column):
 def csv_column(path, column):
     """The values of one column of a CSV file, a row at a time."""
     with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM, as Excel writes "CSV UTF-8"
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(bounded_lines(f, path))
         if column not in (reader.fieldnames or []):
             raise no_column(path, column, reader.fieldnames or [])
         yield from (row[column] for row in reader)
