@@ -44,7 +44,7 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
         (b"junk", "The image bytes is not a readable image"),
         (io.BytesIO(b"junk"), "The file object is not a readable image"),
         ([], "No inputs"),
-        ("clip.mp4", "is a video"),
+        ("clip.mp4", r"is a video; this model reads images: zoo.run \(--out on the command line\) gives it the video.s frames"),
     ],
 )
 def test_bad_inputs_give_clear_errors(bad, message):

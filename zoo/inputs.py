@@ -70,7 +70,8 @@ def open_image(item):
 
 def _open(path):
     if is_video(path):
-        raise BadInput(f"{path} is a video; this model reads images (Qwen2-VL models describe videos).")
+        raise BadInput(f"{path} is a video; this model reads images: zoo.run (--out on the command line) gives it "
+                       "the video's frames (fps=), and Qwen2-VL models describe whole videos.")
     with open(existing_file(path, "an image"), "rb") as f:
         return _decode(f, path)
 
