@@ -154,6 +154,9 @@ def test_image_folder_dataset(tmp_path, samples):
     row = bench.compare(["vit-cifar"], dataset=str(folder)).rows[0]
     assert row["status"] == "ok" and row["n"] == 2 and row["protocol"] == "head"
     assert row["dataset"] == "photos-caf\\xe9" and results.query(last=1)[0]["dataset"] == "photos-caf\\xe9"
+    # Asked for by the folder's own name (bytes that are not UTF-8, as a shell passes them), the run is found.
+    result = CliRunner().invoke(build_cli(), ["results", "--dataset", folder.name, "--json"])
+    assert result.exit_code == 0 and [r["run_id"] for r in json.loads(result.output)] == [row["run_id"]]
 
 
 def test_table_to_pandas():

@@ -718,7 +718,6 @@ BAD_CLI = [
         ["results", "--export", "csv", "a\x00b"], ["lock", "import", "a\x00b"], ["probe", "vit-cifar", "--data-root", "\x00"])],
     (["lock", "import", "/nonexistent"], 1, "Lock file not found: /nonexistent"),
     (["results", "out.csv"], 1, "results are written to a file with --export FORMAT"),  # was silently ignored
-    (["results", "--model", "\udcff"], 1, "no result has it (it holds bytes that are not text)"),  # not UTF-8
     (["classify", "vit-cifar", S, "--resume"], 1, "--resume applies to a bulk run into a file: add --out"),
     (["classify", "vit-cifar", S, "--engine", "ray"], 1, "--engine applies to a bulk run into a file"),
     (["classify", "vit-cifar", S, "--json", "--out", "/nonexistent/x.jsonl"], 1, "--json shapes results printed here"),

@@ -299,12 +299,10 @@ def with_stdin(inputs):
 
 
 def stdin_lines():
-    from .sources import bounded_lines
+    from .sources import bounded_lines, named_lines
 
-    for line in bounded_lines(sys.stdin.buffer, "standard input"):
-        text = os.fsdecode(line.rstrip(b"\r\n")).strip()  # bytes as the file system names them, not as text
-        if text and not text.startswith("#"):
-            yield text
+    # Bytes decoded as the file system names files, not as text: a name need not be UTF-8.
+    return named_lines(os.fsdecode(line) for line in bounded_lines(sys.stdin.buffer, "standard input"))
 
 
 def shown(model, inputs, bulk):

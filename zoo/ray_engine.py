@@ -59,7 +59,7 @@ class RayPredictor:
             raise ZooError(f"The batch has no column {self.column!r} (it has {', '.join(map(str, batch))}): "
                            "name the images' column with column=.")
         values = list(batch[self.column])
-        table = pa.Table.from_pylist(self.rows([Item(str(v) if isinstance(v, str) else None, v) for v in values]),
+        table = pa.Table.from_pylist(self.rows([Item(v if isinstance(v, str) else None, v) for v in values]),
                                      schema=schema(self.task))
         images = any(not isinstance(v, str) for v in values)  # arrays and bytes are large: only their results stay
         table = table.drop_columns(["input", "frame_time"] if images else ["frame_time"])

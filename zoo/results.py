@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from .config import home, results_db_path
-from .errors import ZooError
+from .errors import ZooError, printable
 from .files import file_target, write_text
 
 COLUMNS = [
@@ -92,12 +92,8 @@ def query(path=None, *, dataset=None, model=None, last=None, run_id=None):
     where, args = [], []
     for column, value in (("dataset", dataset), ("model", model), ("run_id", run_id)):
         if value:
-            try:
-                value.encode()
-            except UnicodeEncodeError:  # bytes of a command line that are not UTF-8: SQLite cannot even compare them
-                raise ZooError(f"{column} {value!r}: no result has it (it holds bytes that are not text).") from None
             where.append(f"{column} = ?")
-            args.append(value)
+            args.append(printable(value))  # names are stored so: bytes that are not UTF-8 as \xNN escapes
     sql = "SELECT * FROM results" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
     con = connect(path)
     con.row_factory = sqlite3.Row

@@ -151,9 +151,15 @@ def checked(path, values, what, hint=""):
 
 def list_lines(path):
     with open(path, encoding="utf-8-sig") as f:  # a BOM, as Windows editors write
-        for line in bounded_lines(f, path):
-            if not line.strip().startswith("#"):
-                yield line.strip()
+        yield from named_lines(bounded_lines(f, path))
+
+
+def named_lines(lines):
+    """The inputs a list's lines name: stripped, without blank lines and '#' comments."""
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield text
 
 
 def bounded_lines(f, name):
