@@ -7,16 +7,12 @@ twice: from uint8 pixels already on the device (resize done), and end to end fro
     python benchmarks/timm_throughput.py --models deit_tiny_patch16_224 deit_small_patch16_224 --batch-size 256
 """
 
-import json
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import timm
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from common import parser, timed
+from common import parser, report, scratch_folder, timed
 from timm.data import create_transform, resolve_data_config
 
 import zoo
@@ -26,6 +22,12 @@ def repeated(fn, repeats):
     """Seconds for `repeats` calls, after one warm-up call (which also compiles, when on)."""
     fn()
     return timed(lambda: [fn() for _ in range(repeats)])[1]
+
+
+def zoo_forward(model, pixels):
+    """zoo's work on a batch already decoded and resized: normalise on the device, forward, logits to the CPU."""
+    with torch.inference_mode():
+        return model.forward(pixels, model.module)
 
 
 def bench(arch, args, folder):
@@ -49,7 +51,7 @@ def bench(arch, args, folder):
     results = {"model": arch, "device": str(device), "batch_size": n}
     seconds = repeated(lambda: raw_forward(x), args.repeats)
     results["raw_timm_img_s"] = n * args.repeats / seconds
-    seconds = repeated(lambda: model.run_batches(pixels, model.module), args.repeats)
+    seconds = repeated(lambda: zoo_forward(model, pixels), args.repeats)
     results["zoo_tensor_img_s"] = n * args.repeats / seconds
 
     # End to end from encoded files: the same JPEGs for both.
@@ -82,16 +84,15 @@ def main():
     options.add_argument("--files-repeats", type=int, default=3)
     options.add_argument("--compile", action="store_true", help="torch.compile zoo's module")
     args = options.parse_args()
+    folder = scratch_folder("zoo-timm-")
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for arch in args.models:
-            rows.append(bench(arch, args, Path(folder)))
-            r = rows[-1]
-            print(f"{arch}: raw {r['raw_timm_img_s']:.1f} img/s, zoo {r['zoo_tensor_img_s']:.1f} "
-                  f"({r['tensor_ratio']:.2f}x); from files raw {r['raw_timm_files_img_s']:.1f}, "
-                  f"zoo {r['zoo_files_img_s']:.1f} ({r['files_ratio']:.2f}x)", flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=2))
+    for arch in args.models:
+        r = bench(arch, args, folder)
+        rows.append(r)
+        print(f"{arch}: raw {r['raw_timm_img_s']:.1f} img/s, zoo {r['zoo_tensor_img_s']:.1f} "
+              f"({r['tensor_ratio']:.2f}x); from files raw {r['raw_timm_files_img_s']:.1f}, "
+              f"zoo {r['zoo_files_img_s']:.1f} ({r['files_ratio']:.2f}x)", flush=True)
+    report(rows, args.out)
 
 
 if __name__ == "__main__":

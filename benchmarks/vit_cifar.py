@@ -23,14 +23,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--data-root", required=True)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="Override the preset's epochs.")
+    parser.add_argument("--batch-size", type=int, default=None, help="Override the preset's batch size.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", type=Path, default=None, help="Training output [runs/bench-PRESET].")
     parser.add_argument("--out", type=Path, default=None, help="Write the summary JSON here.")
     args = parser.parse_args()
     started = time.perf_counter()
     metrics = train(args.preset, data_root=args.data_root, out=args.run_dir or Path(f"runs/bench-{args.preset}"),
-                    seed=args.seed, epochs=args.epochs)
+                    seed=args.seed, epochs=args.epochs,
+                    batch_size=args.batch_size)
     if metrics is None:  # not rank 0
         return
     summary = {
