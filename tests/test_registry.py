@@ -115,6 +115,7 @@ def test_alias_clash_is_an_error():
         ({"preprocess": {"mean": [0.5]}}, "preprocess.mean", "3 finite numbers"),
         ({"preprocess": {"interpolation": "cubic"}}, "preprocess.interpolation", "one of"),
         ({"preprocess": {"crop_pct": 2}}, "preprocess.crop_pct", "(0, 1]"),
+        ({"preprocess": {"crop_mode": "fit"}}, "preprocess.crop_mode", "center, squash, border"),
         ({"labels": 3}, "labels", "label-set name"),
         ({"metrics": {"top1": "high"}}, "metrics", "number"),
         ({"params": -1}, "params", "positive"),

@@ -1,13 +1,17 @@
 """The timm plugin: every timm-backed record loads and matches timm's own forward pass."""
 
+import numpy as np
 import pytest
 import timm
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 from timm.data import create_transform, resolve_data_config
+from zoo_timm import preprocess_of
 
 import zoo
+from zoo.records import CROP_MODES, Preprocess
+from zoo.vision import eval_transform
 
 TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
 TIMM_RECORDS = [n for n in zoo.list_models(plugin="timm")]
@@ -77,6 +81,32 @@ def test_contract_every_timm_record(name, tmp_path, samples):
     else:
         with pytest.raises(zoo.UnsupportedCapability, match="zoo probe"):
             model.classify(image)
+
+
+@pytest.mark.parametrize("crop_mode", CROP_MODES)
+def test_preprocessing_is_timms_in_every_crop_mode(crop_mode):
+    """zoo's uint8 input is timm's eval transform's, pixel for pixel, whatever the image's shape and the model's
+    input size (square or not), crop percentage and interpolation."""
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in
+              [(480, 640), (500, 300), (20, 30), (100, 100), (127, 333)]]
+    for size, crop_pct, interpolation in [((224, 224), 0.875, "bicubic"), ((224, 224), 1.0, "bilinear"),
+                                          ((160, 224), 0.9, "bicubic"), ((224, 160), 0.95, "bilinear")]:
+        mean = (0.48145466, 0.4578275, 0.40821073)
+        ours = eval_transform(Preprocess(input_size=(3, *size), mean=mean, interpolation=interpolation,
+                                         crop_pct=crop_pct, crop_mode=crop_mode))
+        theirs = create_transform((3, *size), crop_pct=crop_pct, crop_mode=crop_mode, interpolation=interpolation,
+                                  mean=mean, normalize=False)
+        for image in images:
+            assert torch.equal(ours(image), theirs(image)), (size, crop_pct, image.size)
+
+
+def test_crop_mode_comes_from_timms_config():
+    squash = timm.models.get_pretrained_cfg("convnext_base.fb_in22k_ft_in1k_384")
+    assert squash.crop_mode == "squash"
+    assert preprocess_of(resolve_data_config(pretrained_cfg=squash.to_dict())).crop_mode == "squash"
+    assert preprocess_of(resolve_data_config({}, model=timm.create_model("test_vit", pretrained=False))).crop_mode \
+        == "center"
 
 
 def test_patch_tokens_drop_prefix_tokens(tmp_path, samples):

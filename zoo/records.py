@@ -10,6 +10,7 @@ from .errors import InvalidRecord
 TASKS = ("classify", "embed", "describe", "detect")
 WEIGHT_KINDS = ("hf", "url", "path", "package")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+CROP_MODES = ("center", "squash", "border")  # timm's: keep the aspect ratio and crop, stretch, or fit and pad
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Preprocess:
     std: tuple = (0.229, 0.224, 0.225)
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
+    crop_mode: str = "center"
 
 
 @dataclass(frozen=True)
@@ -215,10 +217,14 @@ def _preprocess(value, bad):
     crop = value.get("crop_pct", Preprocess.crop_pct)
     if not _finite(crop) or not 0 < crop <= 1:
         raise bad("preprocess.crop_pct", "expected a number in (0, 1]")
+    crop_mode = value.get("crop_mode", Preprocess.crop_mode)
+    if crop_mode not in CROP_MODES:
+        raise bad("preprocess.crop_mode", f"expected one of {', '.join(CROP_MODES)}")
     return Preprocess(
         input_size=tuple(int(s) for s in size),
         mean=tuple(float(x) for x in value.get("mean", Preprocess.mean)),
         std=tuple(float(x) for x in value.get("std", Preprocess.std)),
         interpolation=interpolation,
         crop_pct=float(crop),
+        crop_mode=crop_mode,
     )

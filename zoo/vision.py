@@ -4,6 +4,7 @@ The plugin gives the module, its labels and its preprocessing; this class decode
 decoding threads (uint8, on the CPU), then normalises on the model's device and runs classify or embed.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -28,17 +29,44 @@ def build_network(record, build, args, where=None):
 
 
 def eval_transform(pre: Preprocess):
-    """timm's eval transform: resize to size/crop_pct, centre crop, to a uint8 tensor (normalised later)."""
+    """timm's eval transform, to a uint8 tensor (normalised later): resize to size/crop_pct, then crop to size.
+
+    The crop mode is timm's: 'center' keeps the aspect ratio so the short edge fits and crops the rest, 'squash'
+    stretches both edges, 'border' keeps the aspect ratio so the long edge fits and pads with the mean colour.
+    """
     from torchvision import transforms as T
 
-    size = pre.input_size[1:]
+    size = tuple(pre.input_size[1:])
     scale = tuple(math.floor(s / pre.crop_pct) for s in size)
     interpolation = T.InterpolationMode(pre.interpolation)
-    return T.Compose([
-        T.Resize(scale if scale[0] != scale[1] else scale[0], interpolation=interpolation),
-        T.CenterCrop(size),
-        T.PILToTensor(),
-    ])
+    if pre.crop_mode == "squash":
+        resize = T.Resize(scale, interpolation=interpolation)
+    elif pre.crop_mode == "center" and scale[0] == scale[1]:
+        resize = T.Resize(scale[0], interpolation=interpolation)  # torchvision's rounding, as timm uses it here
+    else:
+        resize = functools.partial(resize_keeping_ratio, size=scale, interpolation=interpolation,
+                                   longest=pre.crop_mode == "border")
+    fill = tuple(round(255 * m) for m in pre.mean) if pre.crop_mode == "border" else 0
+    return T.Compose([resize, functools.partial(crop_or_pad, size=size, fill=fill), T.PILToTensor()])
+
+
+def resize_keeping_ratio(image, *, size, interpolation, longest):
+    """The image scaled so its shortest (or longest) edge meets `size` (height, width), edges rounded."""
+    from torchvision.transforms import functional as F
+
+    ratios = (image.height / size[0], image.width / size[1])
+    ratio = max(ratios) if longest else min(ratios)
+    return F.resize(image, [round(image.height / ratio), round(image.width / ratio)], interpolation)
+
+
+def crop_or_pad(image, *, size, fill):
+    """The centre `size` (height, width) of the image, padded first with `fill` on the edges where it is smaller."""
+    from torchvision.transforms import functional as F
+
+    pad_h, pad_w = max(size[0] - image.height, 0), max(size[1] - image.width, 0)
+    if pad_h or pad_w:
+        image = F.pad(image, [pad_w // 2, pad_h // 2, (pad_w + 1) // 2, (pad_h + 1) // 2], fill=fill)
+    return F.center_crop(image, list(size))
 
 
 class ImageModel(Model):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import zoo
 from zoo.options import given, option
-from zoo.records import ModelRecord, Preprocess, Weights
+from zoo.records import CROP_MODES, ModelRecord, Preprocess, Weights
 from zoo.vision import ImageModel, build_network
 
 PLUGIN = "timm"
@@ -31,13 +31,18 @@ class Options:
 
 
 def preprocess_of(cfg):
-    """A zoo Preprocess from a timm pretrained/data config."""
+    """A zoo Preprocess from a timm data config (resolve_data_config's, with timm's defaults filled in)."""
+    crop_mode = cfg.get("crop_mode") or "center"
+    if crop_mode not in CROP_MODES:
+        raise zoo.PluginError(f"timm's crop_mode {crop_mode!r} is not one zoo reproduces ({', '.join(CROP_MODES)}): "
+                              "give the record a preprocess, or upgrade zoo.")
     return Preprocess(
         input_size=tuple(cfg["input_size"]),
         mean=tuple(float(x) for x in cfg["mean"]),
         std=tuple(float(x) for x in cfg["std"]),
         interpolation=cfg["interpolation"],
         crop_pct=float(cfg["crop_pct"]),
+        crop_mode=crop_mode,
     )
 
 
