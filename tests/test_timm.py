@@ -109,6 +109,27 @@ def test_crop_mode_comes_from_timms_config():
         == "center"
 
 
+@pytest.mark.parametrize("options", [{"num_classes": 0}, {"num_classes": 10}, {"img_size": 64}])
+def test_load_options_adapt_the_weights_as_timm_does(options, tmp_path, samples):
+    """zoo.load(name, num_classes=..., img_size=...) builds what timm.create_model(pretrained=True, ...) builds from
+    the same weights file: the head dropped or new, the position embeddings resampled to the new size."""
+    _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
+    model = zoo.load("deit-tiny", weights=path, model_args=TINY, **options)
+    reference = timm.create_model("deit_tiny_patch16_224.fb_in1k", pretrained=True, **TINY, **options,
+                                  pretrained_cfg_overlay={"file": str(path)}).eval()
+    config = resolve_data_config({"img_size": options["img_size"]} if "img_size" in options else {}, model=reference)
+    assert model.preprocess.input_size == config["input_size"]
+    image = Image.open(samples / "dog.png").convert("RGB")
+    with torch.inference_mode():
+        expected = reference.forward_head(reference.forward_features(create_transform(**config)(image)[None]),
+                                          pre_logits=True)
+    assert torch.allclose(model.embed(image), expected, atol=1e-5)
+    assert model.capabilities == ({"classify", "embed"} if "img_size" in options else {"embed"})
+    if options.get("num_classes") == 10:
+        with pytest.raises(zoo.UnsupportedCapability, match="head has 10 classes but its record names no labels"):
+            model.classify(image)
+
+
 def test_patch_tokens_drop_prefix_tokens(tmp_path, samples):
     _, path = write_weights("deit_tiny_distilled_patch16_224.fb_in1k", tmp_path, **TINY)
     model = zoo.load("deit-tiny-distilled", weights=path, model_args=TINY)
@@ -157,8 +178,9 @@ def test_bad_inputs_through_a_model(tmp_path):
     ({"colour": "red"}, "unexpected keyword argument 'colour'"),
 ])
 def test_model_args_timm_refuses_are_one_line(tmp_path, model_args, message):
+    _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
     with pytest.raises(zoo.BadInput, match=message):
-        zoo.load("deit-tiny", weights=tmp_path, model_args=model_args)
+        zoo.load("deit-tiny", weights=path, model_args=model_args)
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_every_result(tmp_path, samples, monkeypatch):

@@ -159,9 +159,14 @@ def apply_state_dict(module, state, what):
     if missing or extra or shapes:
         parts = [f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)) if keys]
-        raise ZooError(f"{what}: the weights do not fit the network ({'; '.join(parts)}). They are probably for "
-                       "another architecture or other model_args.")
+        raise misfit(what, "; ".join(parts))
     module.load_state_dict(state)
+
+
+def misfit(what, details):
+    """The error for weights that do not fit the network built for them."""
+    return ZooError(f"{what}: the weights do not fit the network ({details[:300].rstrip('. ')}). They are probably "
+                    "for another architecture or other model_args.")
 
 
 def load_state_dict(path):

@@ -56,27 +56,48 @@ class TimmModel(ImageModel):
 
     @classmethod
     def load(cls, record, weights, runtime, options):
-        """timm.create_model without downloading, then weights from the zoo resolver (tensors only)."""
+        """The network as timm.create_model(pretrained=True) builds it, from tensors zoo read (nothing downloaded)."""
         timm = zoo.errors.require("timm", "timm")
         from timm.data import resolve_data_config
 
         from zoo.labels import resolve_labels
-        from zoo.weights import apply_state_dict, load_state_dict
 
         changes = {k: v for k, v in given(options).items() if v is not None and k != "model_args"}
         changes.update(options.model_args or {})
-        module = build_network(record, functools.partial(timm.create_model, architecture(record, weights),
-                                                         pretrained=False), {**record.model_args, **changes})
-        if weights is not None:
-            apply_state_dict(module, load_state_dict(weights), record.name)
+        args = {**record.model_args, **changes}
+        module = build_network(record, functools.partial(create_model, record, weights), args)
         labels = resolve_labels(record.labels or default_labels(module)) if module.num_classes else None
         if labels is not None and len(labels) != module.num_classes:
             raise zoo.ZooError(f"{record.name}: {len(labels)} labels for a head of {module.num_classes} classes.")
-        # The record's preprocessing wins; else timm's own config for this (possibly changed) module.
-        preprocess = record.preprocess or preprocess_of(resolve_data_config({}, model=module))
+        # The record's preprocessing wins; else timm's own config for this (possibly resized) module.
+        size = args.get("img_size")
+        data_args = {"img_size": size} if isinstance(size, int) else {}
+        preprocess = record.preprocess or preprocess_of(resolve_data_config(data_args, model=module))
         attention = "sdpa" if timm.layers.use_fused_attn() else "eager"
         return cls(record, runtime, module, labels=labels, preprocess=preprocess, attention=attention,
                    weights_path=weights)
+
+
+def create_model(record, weights, **args):
+    """timm.create_model with the weights loaded as timm loads pretrained ones: its checkpoint filter adapts them to
+    the options (a new head for num_classes, position embeddings resampled for img_size), from the tensors zoo
+    read safely (timm itself would unpickle a .pth file, and download)."""
+    import timm
+
+    from zoo.weights import load_state_dict, misfit
+
+    if weights is None:
+        return timm.create_model(architecture(record, weights), pretrained=False, **args)
+    overlay = {"source": "timm", "state_dict": load_state_dict(weights)}  # 'timm': not the hub, not a local dir
+    try:
+        module = timm.create_model(architecture(record, weights), pretrained=True, pretrained_cfg_overlay=overlay,
+                                   **args)
+    except RuntimeError as e:
+        if "state_dict" not in str(e):
+            raise
+        raise misfit(record.name, " ".join(str(e).split("\n", 1)[-1].split())) from None
+    module.pretrained_cfg.pop("state_dict", None)  # the config would keep a second copy of every tensor alive
+    return module
 
 
 def architecture(record, weights):
