@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 import zoo
-from zoo import bench, results
+from zoo import bench, probe, results
 from zoo.cli import build_cli
 from zoo.datasets import cifar10_sample
 
@@ -58,6 +58,19 @@ def test_every_protocol_and_auto_routes(tiny_deit, tiny_florence):
     assert knn["protocol"] == "knn" and knn["status"] == "ok"
     head = run(["vit-cifar"], protocol="probe", limit=10, train_limit=40).rows[0]
     assert head["protocol"] == "probe"
+
+
+def test_knn_votes_are_dinos_weighted_vote_in_chunks_of_queries():
+    """Each query's k nearest training embeddings (cosine) vote exp(similarity / 0.07) for their class; queries go
+    a chunk at a time, so memory does not grow with queries x training images."""
+    torch.manual_seed(0)
+    train, targets, queries = torch.randn(300, 8), torch.randint(0, 4, (300,)), torch.randn(probe.KNN_CHUNK + 5, 8)
+    votes = probe.knn_predict(train, targets.tolist(), queries, 4, k=5)
+    for i in (0, probe.KNN_CHUNK + 4):
+        similarity = torch.nn.functional.cosine_similarity(queries[i][None], train)
+        nearest = similarity.topk(5).indices
+        expected = torch.zeros(4).index_add_(0, targets[nearest], (similarity[nearest] / 0.07).exp())
+        assert torch.allclose(votes[i], expected, rtol=1e-4)
 
 
 def test_failures_get_a_row_with_the_reason_and_others_run(tiny_deit):

@@ -80,17 +80,22 @@ def linear_logits(head, features):
     return ((features - head["mean"]) / head["std"]) @ head["weight"].T + head["bias"]
 
 
+KNN_CHUNK = 256  # queries compared with every training embedding at once
+
+
 def knn_predict(train_features, train_targets, features, num_classes, *, k=20, temperature=0.07):
     """Class scores from the k nearest training embeddings (cosine), weighted as in DINO."""
     import torch
 
     train = torch.nn.functional.normalize(train_features, dim=1)
-    query = torch.nn.functional.normalize(features, dim=1)
+    targets = torch.as_tensor(train_targets)
     k = min(k, len(train))
-    similarity, index = (query @ train.T).topk(k, dim=1)
-    votes = torch.zeros(len(query), num_classes)
-    labels = torch.as_tensor(train_targets)[index]
-    votes.scatter_add_(1, labels, (similarity / temperature).exp())
+    votes = torch.zeros(len(features), num_classes)
+    # A chunk of queries at a time, as DINO does: all similarities at once would be queries x training images.
+    for start in range(0, len(features), KNN_CHUNK):
+        query = torch.nn.functional.normalize(features[start:start + KNN_CHUNK], dim=1)
+        similarity, index = (query @ train.T).topk(k, dim=1)
+        votes[start:start + KNN_CHUNK].scatter_add_(1, targets[index], (similarity / temperature).exp())
     return votes
 
 
