@@ -11,6 +11,7 @@ from click.testing import CliRunner
 import zoo
 from zoo.cli import build_cli
 from zoo.options import option, parse_assignments, validate
+from zoo.runtime import check_attention
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ def test_validate_converts():
     ({"dtype": "int8"}, "Unknown dtype 'int8'"), ({"attention": "fast"}, "attention='fast'"),
     ({"compile": "yes"}, "compile='yes'"), ({"device_map": 3}, "device_map=3"),
     ({"attention_impl": "sdpa"}, "unknown option 'attention_impl'"), ({"weights": 123}, "weights=123"),
+    ({"attention": "flash_attention_2"}, "runs on CUDA GPUs, not on cpu: use attention='sdpa'"),
+    ({"attention": "eager"}, "vit-cifar runs attention with sdpa, not eager: leave attention out"),
 ])
 def test_load_refuses_bad_runtime_and_model_options(kwargs, message):
     with pytest.raises(zoo.BadInput, match=message):
@@ -65,6 +68,18 @@ def test_a_builder_refusing_its_options_is_one_line():
     with pytest.raises(zoo.BadInput, match=r"unannotated: cannot build .*build from \{'classes': 'x'\} \(.*\)\. "
                                             r"Check the model_args in its zoo.register_model call"):
         zoo.load("unannotated", classes="x")
+
+
+def test_an_attention_asked_for_is_honoured_or_refused():
+    with pytest.raises(zoo.MissingDependency, match=r"'flash_attn': pip install 'zoo\[gpu\]'"):
+        check_attention("flash_attention_2", torch.device("cuda"))  # flash-attn is an optional extra
+
+    @zoo.register_model("attention-unknown", labels=["a", "b"], override=True)
+    def build():
+        return torch.nn.Linear(3, 2)
+
+    with pytest.raises(zoo.BadInput, match="attention-unknown runs attention with its own code, not sdpa"):
+        zoo.load("attention-unknown", attention="sdpa")
 
 
 def test_runtime_options_reach_every_family(samples):

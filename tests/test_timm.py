@@ -130,6 +130,16 @@ def test_load_options_adapt_the_weights_as_timm_does(options, tmp_path, samples)
             model.classify(image)
 
 
+def test_attention_eager_or_sdpa_gives_the_same_features(tmp_path, samples):
+    _, path = write_weights("deit_tiny_patch16_224.fb_in1k", tmp_path, **TINY)
+    eager = zoo.load("deit-tiny", weights=path, model_args=TINY, attention="eager")
+    sdpa = zoo.load("deit-tiny", weights=path, model_args=TINY, attention="sdpa")
+    layers = [m for m in eager.module.modules() if hasattr(m, "fused_attn")]
+    assert eager.attention == "eager" and layers and not any(m.fused_attn for m in layers)
+    assert sdpa.attention == "sdpa" and all(m.fused_attn for m in sdpa.module.modules() if hasattr(m, "fused_attn"))
+    assert torch.allclose(eager.embed(samples / "cat.png"), sdpa.embed(samples / "cat.png"), atol=1e-5)
+
+
 def test_patch_tokens_drop_prefix_tokens(tmp_path, samples):
     _, path = write_weights("deit_tiny_distilled_patch16_224.fb_in1k", tmp_path, **TINY)
     model = zoo.load("deit-tiny-distilled", weights=path, model_args=TINY)

@@ -6,7 +6,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadInput
+from .errors import BadInput, MissingDependency
 
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION = ("sdpa", "eager", "flash_attention_2")
@@ -66,11 +66,22 @@ def make_runtime(*, device=None, dtype=None, batch_size=None, compile=False, att
             raise BadInput(f"{name}={value!r}: expected a positive integer.")
     if not isinstance(compile, bool):
         raise BadInput(f"compile={compile!r}: expected True or False.")
-    if attention is not None and attention not in ATTENTION:
-        raise BadInput(f"attention={attention!r}: use one of {', '.join(ATTENTION)}.")
     if device_map is not None and not isinstance(device_map, (str, dict)):
         raise BadInput(f"device_map={device_map!r}: use 'auto', 'cpu' or a dict of module name to device.")
     if max_memory is not None and (not isinstance(max_memory, dict) or device_map is None):
         raise BadInput(f"max_memory={max_memory!r}: a dict such as {{0: '20GiB', 'cpu': '60GiB'}}, with device_map.")
     device, dtype = pick_device(device, dtype)
+    check_attention(attention, device)
     return Runtime(device, dtype, batch_size, compile, attention, device_map, workers or 4, max_memory)
+
+
+def check_attention(attention, device):
+    """An attention implementation asked for by name is one this machine can run."""
+    import importlib.util
+
+    if attention is not None and attention not in ATTENTION:
+        raise BadInput(f"attention={attention!r}: use one of {', '.join(ATTENTION)}.")
+    if attention == "flash_attention_2" and device.type != "cuda":
+        raise BadInput(f"attention='flash_attention_2' runs on CUDA GPUs, not on {device}: use attention='sdpa'.")
+    if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise MissingDependency("flash_attn", "gpu")

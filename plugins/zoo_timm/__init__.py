@@ -73,9 +73,19 @@ class TimmModel(ImageModel):
         size = args.get("img_size")
         data_args = {"img_size": size} if isinstance(size, int) else {}
         preprocess = record.preprocess or preprocess_of(resolve_data_config(data_args, model=module))
-        attention = "sdpa" if timm.layers.use_fused_attn() else "eager"
+        attention = use_attention(module, runtime.attention or ("sdpa" if timm.layers.use_fused_attn() else "eager"))
         return cls(record, runtime, module, labels=labels, preprocess=preprocess, attention=attention,
                    weights_path=weights)
+
+
+def use_attention(module, attention):
+    """Every timm attention layer on PyTorch SDPA ('sdpa') or timm's own maths ('eager'); timm has no other."""
+    if attention not in ("sdpa", "eager"):
+        raise zoo.BadInput(f"timm models run attention='sdpa' or 'eager', not {attention!r}.")
+    for layer in module.modules():
+        if hasattr(layer, "fused_attn"):
+            layer.fused_attn = attention == "sdpa"
+    return attention
 
 
 def create_model(record, weights, **args):
