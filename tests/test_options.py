@@ -54,6 +54,7 @@ def test_validate_converts():
     ({"attention_impl": "sdpa"}, "unknown option 'attention_impl'"), ({"weights": 123}, "weights=123"),
     ({"attention": "flash_attention_2"}, "runs on CUDA GPUs, not on cpu: use attention='sdpa'"),
     ({"attention": "eager"}, "vit-cifar runs attention with sdpa, not eager: leave attention out"),
+    ({"device_map": "auto"}, "vit-cifar runs on one device: device_map splits transformers models"),
 ])
 def test_load_refuses_bad_runtime_and_model_options(kwargs, message):
     with pytest.raises(zoo.BadInput, match=message):

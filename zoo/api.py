@@ -3,7 +3,7 @@
 import dataclasses
 
 from .catalogue import check_license
-from .errors import require
+from .errors import BadInput, require
 from .inputs import max_pixels
 from .options import from_signature, given, validate
 from .registry import register, registry
@@ -29,6 +29,9 @@ def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compil
                            device_map=device_map, max_memory=max_memory, workers=workers)
     for module, extra in getattr(loader, "requires", {}).items():  # named before gigabytes of weights download
         require(module, extra)
+    if device_map is not None and not getattr(loader, "places_layers", False):
+        raise BadInput(f"{record.name} runs on one device: device_map splits transformers models (Florence-2, "
+                       "Qwen2-VL) over devices; use device= instead.")
     return loader.load(record, resolve(record, weights), runtime, options)
 
 

@@ -78,6 +78,7 @@ class VisionLanguageModel(Model):
     card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
     classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
     per_input_options = ("prompt",)  # call options that may hold one value per input
+    places_layers = True
 
     def __init__(self, record, runtime, model, processor, *, attention, weights_path=None):
         super().__init__(record, runtime, weights_path=weights_path)
