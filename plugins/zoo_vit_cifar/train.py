@@ -51,8 +51,8 @@ def setup_distributed(device):
 def random_crop(x, gen, pad=CROP_PADDING):
     n, _, h, w = x.shape
     padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n 1 h 1
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n 1 1 w
     batch = torch.arange(n, device=x.device)[:, None, None, None]
@@ -61,7 +61,7 @@ def random_crop(x, gen, pad=CROP_PADDING):
 
 
 def random_flip(x, gen):
-    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)[:, None, None, None]
+    flip = (torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5)[:, None, None, None]
     return torch.where(flip, x.flip(3), x)
 
 
@@ -295,9 +295,10 @@ def train_step(run, epoch, step, order):
     """One optimiser step; every random draw derives from (seed, epoch, step, rank), so a resume is exact."""
     recipe, (train_x, train_y) = run.recipe, run.data[:2]
     rng = np.random.default_rng([run.seed, epoch, step, run.rank])
-    gen = torch.Generator().manual_seed(int(rng.integers(SEED_RANGE)))
+    # On the device: random draws made on the CPU would be copied over, and each copy waits for the GPU's queue.
+    gen = torch.Generator(device=run.device).manual_seed(int(rng.integers(SEED_RANGE)))
     torch.manual_seed(int(rng.integers(SEED_RANGE)))  # dropout, stochastic depth, RandAugment
-    index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size][run.rank::run.world].to(run.device)
+    index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size][run.rank::run.world]
     x, y_soft = augment(run, train_x[index], train_y[index], rng, gen)
     total = run.steps_per_epoch * recipe.epochs
     for group in run.optimizer.param_groups:
@@ -313,7 +314,8 @@ def train_step(run, epoch, step, order):
 def train_epoch(run, epoch):
     """The rest of one epoch from state['step']; the seconds it took are added to state['elapsed']."""
     state = run.state
-    order = torch.randperm(len(run.data[0]), generator=torch.Generator().manual_seed(run.seed * EPOCH_SEED_STRIDE + epoch))
+    shuffle = torch.Generator().manual_seed(run.seed * EPOCH_SEED_STRIDE + epoch)  # the same order on every process
+    order = torch.randperm(len(run.data[0]), generator=shuffle).to(run.device)
     bar = _progress(run.steps_per_epoch, state["step"], epoch, run.recipe.epochs, run.progress and run.main)
     # Kept in the checkpoint, so a resumed epoch's mean is exact; tensors until the epoch ends, since reading a
     # loss waits for the GPU to finish its queue (the bar reads one every SHOW_EVERY steps).
