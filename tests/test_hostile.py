@@ -551,6 +551,19 @@ def test_frames_larger_than_the_header_said_are_refused(tmp_path, monkeypatch):
     assert "96x96 is larger than zoo's limit of 4096 pixels" in values[8].error
 
 
+def test_a_thin_strip_is_refused_before_its_resize_grows_it(tmp_path, monkeypatch, samples):
+    """A 2000x1 image is small, but resizing its short edge to the model's input makes it 2000 times larger: a
+    strip of a few kilobytes would become gigabytes. The pixel limit holds for the resized image too."""
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "10000")
+    Image.new("RGB", (2000, 1)).save(tmp_path / "strip.png")
+    model = zoo.load("vit-cifar")
+    with pytest.raises(zoo.BadInput, match=r"\(2000x1\) is too thin for this model: .* to 64000x32, over zoo's limit"):
+        model.classify(tmp_path / "strip.png")
+    zoo.run("vit-cifar", [tmp_path / "strip.png", samples / "cat.png"], task="classify", out=tmp_path / "rows.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert "too thin" in rows[0]["error"] and rows[1]["error"] is None
+
+
 def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
     model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
     one = write_video(tmp_path / "one.mp4", 1)

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import BadInput
+from .inputs import max_pixels
 from .model import Model
 from .records import Preprocess
 
@@ -38,25 +39,34 @@ def eval_transform(pre: Preprocess):
 
     size = tuple(pre.input_size[1:])
     scale = tuple(math.floor(s / pre.crop_pct) for s in size)
-    interpolation = T.InterpolationMode(pre.interpolation)
-    if pre.crop_mode == "squash":
-        resize = T.Resize(scale, interpolation=interpolation)
-    elif pre.crop_mode == "center" and scale[0] == scale[1]:
-        resize = T.Resize(scale[0], interpolation=interpolation)  # torchvision's rounding, as timm uses it here
-    else:
-        resize = functools.partial(resize_keeping_ratio, size=scale, interpolation=interpolation,
-                                   longest=pre.crop_mode == "border")
+    resize = functools.partial(resize_for_crop, mode=pre.crop_mode, scale=scale,
+                               interpolation=T.InterpolationMode(pre.interpolation))
     fill = tuple(round(255 * m) for m in pre.mean) if pre.crop_mode == "border" else 0
     return T.Compose([resize, functools.partial(crop_or_pad, size=size, fill=fill), T.PILToTensor()])
 
 
-def resize_keeping_ratio(image, *, size, interpolation, longest):
-    """The image scaled so its shortest (or longest) edge meets `size` (height, width), edges rounded."""
+def resized_size(mode, height, width, scale):
+    """(height, width) of an image resized as timm resizes it before the crop, to `scale` (height, width)."""
+    if mode == "squash":
+        return scale
+    if mode == "center" and scale[0] == scale[1]:  # torchvision's Resize(short edge): the long edge truncated
+        short, long = sorted((height, width))
+        resized = (scale[0], int(scale[0] * long / short))
+        return resized if height <= width else resized[::-1]
+    ratios = (height / scale[0], width / scale[1])  # timm's ResizeKeepRatio: edges rounded
+    ratio = max(ratios) if mode == "border" else min(ratios)
+    return max(1, round(height / ratio)), max(1, round(width / ratio))
+
+
+def resize_for_crop(image, *, mode, scale, interpolation):
     from torchvision.transforms import functional as F
 
-    ratios = (image.height / size[0], image.width / size[1])
-    ratio = max(ratios) if longest else min(ratios)
-    return F.resize(image, [round(image.height / ratio), round(image.width / ratio)], interpolation)
+    height, width = resized_size(mode, image.height, image.width, scale)
+    if width * height > max_pixels():  # a thin strip of a few kilobytes would grow to gigabytes
+        raise BadInput(f"The image ({image.width}x{image.height}) is too thin for this model: its preprocessing would "
+                       f"resize it to {width}x{height}, over zoo's limit of {max_pixels()} pixels (crop it first, "
+                       "or raise ZOO_MAX_IMAGE_PIXELS if you trust it).")
+    return F.resize(image, [height, width], interpolation)
 
 
 def crop_or_pad(image, *, size, fill):
