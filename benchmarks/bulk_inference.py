@@ -10,6 +10,7 @@
 deit-tiny has random weights at its real size, saved locally; photos are 640x480 JPEGs. Results go to --out.
 """
 
+import os
 import subprocess
 import sys
 import time
@@ -22,7 +23,15 @@ from common import parser, peak_rss_mb, report, scratch_folder, timed
 from stream_memory import write_photos
 
 TINY_ARCH = "deit_tiny_patch16_224.fb_in1k"
-HERE = str(Path(__file__).resolve().parent)  # children import common from here
+HERE = str(Path(__file__).resolve().parent)
+
+
+def child_numbers(code, *args):
+    """Run `code` in a fresh Python process (its peak memory its own, and `common` importable there); the numbers
+    its last line prints."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [HERE, os.environ.get("PYTHONPATH")]))}
+    output = subprocess.check_output([sys.executable, "-c", code, *map(str, args)], text=True, env=env)
+    return [float(x) for x in output.splitlines()[-1].split()]
 
 
 def deit_weights(folder):
@@ -117,13 +126,13 @@ def memory(args, folder):
         Image.fromarray(images[i % len(images)]).save(folder / f"{i:06d}.png")
     rows = []
     for n in args.counts:
-        code = (f"import sys; sys.path.insert(0, {HERE!r})\nimport zoo\nfrom common import peak_rss_mb\n"
+        code = (f"import zoo\nfrom common import peak_rss_mb\n"
                 f"paths = sorted(__import__('pathlib').Path({str(folder)!r}).glob('*.png'))[:{n}]\n"
                 f"before = peak_rss_mb()\n"
                 f"s = zoo.run('vit-cifar', [str(p) for p in paths], task='classify', out={str(folder / 'm.parquet')!r},"
                 f" progress=False)\n"
                 f"print(s.done, before, peak_rss_mb())")
-        done, before, peak = map(float, subprocess.check_output([sys.executable, "-c", code], text=True).split()[-3:])
+        done, before, peak = child_numbers(code)
         rows.append({"inputs": n, "done": int(done), "peak_rss_mb": peak, "growth_mb": peak - before})
     return {"model": "vit-cifar", "rows": rows}
 
@@ -154,7 +163,6 @@ CLOSING = """
 import sys, numpy as np
 from pathlib import Path
 from zoo.outputs import Writer
-sys.path.insert(0, sys.argv[4])
 from common import peak_rss_mb
 out, count, dim = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 vector = np.random.default_rng(0).standard_normal(dim, dtype=np.float32).tolist()
@@ -174,8 +182,7 @@ def closing(args, folder):
     rows = []
     for suffix in (".parquet", ".jsonl", ".npy", ".safetensors"):
         out = folder / f"embeddings{suffix}"
-        before, peak = map(float, subprocess.check_output(
-            [sys.executable, "-c", CLOSING, str(out), str(args.rows), "768", HERE], text=True).split()[-2:])
+        before, peak = child_numbers(CLOSING, out, args.rows, 768)
         rows.append({"format": suffix, "rows": args.rows, "dim": 768, "data_mb": args.rows * 768 * 4 / 2**20,
                      "close_growth_mb": peak - before})
     return {"rows": rows}
@@ -184,7 +191,6 @@ def closing(args, folder):
 LISTING = """
 import sys
 from zoo.sources import Sources
-sys.path.insert(0, sys.argv[2])
 from common import peak_rss_mb
 before = peak_rss_mb()
 count = sum(1 for _ in Sources().items(sys.argv[1]))
@@ -204,8 +210,7 @@ def listing(args, folder):
     pq.write_table(pa.table({"path": paths}), folder / "manifest.parquet")
     rows = []
     for name in ("list.txt", "manifest.csv", "manifest.parquet"):
-        count, before, peak = map(float, subprocess.check_output(
-            [sys.executable, "-c", LISTING, str(folder / name), HERE], text=True).split()[-3:])
+        count, before, peak = child_numbers(LISTING, folder / name)
         rows.append({"source": name, "paths": int(count), "growth_mb": peak - before})
     return {"rows": rows}
 

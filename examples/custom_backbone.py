@@ -81,5 +81,6 @@ def main():
         print("probe:", result["name"], f"linear top-1 {result['linear_top1']:.2f}, k-NN {result['knn_top1']:.2f}")
         print("probe model:", zoo.load(result["name"]).classify(samples / "frog.png", top_k=1)[0])
 
+
 if __name__ == "__main__":
     main()

@@ -29,10 +29,19 @@ def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compil
                            device_map=device_map, max_memory=max_memory, workers=workers)
     for module, extra in getattr(loader, "requires", {}).items():  # named before gigabytes of weights download
         require(module, extra)
+    check_placement(record, loader, attention, device_map)
+    return loader.load(record, resolve(record, weights), runtime, options)
+
+
+def check_placement(record, loader, attention, device_map):
+    """Runtime options a model family may not take are refused before any weights load, never ignored."""
+    choices = getattr(loader, "attentions", ())
+    if attention is not None and attention not in choices:
+        raise BadInput(f"{record.name} runs attention with {' or '.join(choices) or 'its own code'}, not {attention}: "
+                       "leave attention out.")
     if device_map is not None and not getattr(loader, "places_layers", False):
         raise BadInput(f"{record.name} runs on one device: device_map splits transformers models (Florence-2, "
                        "Qwen2-VL) over devices; use device= instead.")
-    return loader.load(record, resolve(record, weights), runtime, options)
 
 
 RUNTIME_OPTIONS = ("weights", "device", "dtype", "batch_size", "compile", "attention", "device_map", "max_memory",

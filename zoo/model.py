@@ -115,6 +115,7 @@ class Model:
     labels = None  # the model's own label names, for closed-set classifiers
     hints = {}  # capability -> what to do instead, added to the "cannot" error
     attention = None  # the attention implementation in use, when known
+    attentions = ()  # those zoo.load(attention=...) may ask for; none: the model cannot switch
     places_layers = False  # takes device_map/max_memory: transformers places (and offloads) its layers
     requires = {}  # Python package -> the zoo extra that installs it, checked before weights are fetched
 

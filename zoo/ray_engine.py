@@ -1,6 +1,6 @@
 """Bulk inference on a Ray cluster (pip install 'zoo[ray]'): Ray Data with one stateful predictor per worker.
 
-The inputs become a Ray dataset of files and URLs; `map_batches` runs `Predictor`, which loads the zoo model
+The inputs become a Ray dataset of files and URLs; `map_batches` runs `EnginePredictor`, which loads the zoo model
 once per actor (one GPU each on GPU machines, CPU actors otherwise), splits videos into frames where the model
 reads images, and turns each batch into the same rows the local engine writes; Ray's own writers write them
 (OUT is then a folder of files). The driver sends the model's record (and a builder registered in code) to

@@ -75,13 +75,17 @@ def make_runtime(*, device=None, dtype=None, batch_size=None, compile=False, att
     return Runtime(device, dtype, batch_size, compile, attention, device_map, workers or 4, max_memory)
 
 
-def check_attention(attention, device):
-    """An attention implementation asked for by name is one this machine can run."""
+def has_flash_attn():
     import importlib.util
 
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def check_attention(attention, device):
+    """An attention implementation asked for by name is one this machine can run."""
     if attention is not None and attention not in ATTENTION:
         raise BadInput(f"attention={attention!r}: use one of {', '.join(ATTENTION)}.")
     if attention == "flash_attention_2" and device.type != "cuda":
         raise BadInput(f"attention='flash_attention_2' runs on CUDA GPUs, not on {device}: use attention='sdpa'.")
-    if attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+    if attention == "flash_attention_2" and not has_flash_attn():
         raise MissingDependency("flash_attn", "gpu")

@@ -89,9 +89,6 @@ class ImageModel(Model):
         super().__init__(record, runtime, weights_path=weights_path)
         import torch
 
-        if runtime.attention and runtime.attention != attention:  # asked for by name: honoured, or refused
-            raise BadInput(f"{record.name} runs attention with {attention or 'its own code'}, not "
-                           f"{runtime.attention}: leave attention out.")
         self.labels = tuple(labels) if labels else None
         self.preprocess = preprocess or record.preprocess or Preprocess()
         self.attention = attention

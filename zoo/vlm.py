@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from .config import home
 from .errors import BadInput, MissingWeights
 from .model import Model, top_predictions
+from .runtime import ATTENTION, has_flash_attn
 from .streaming import iter_inputs
 
 REQUIRED_FILES = ("config.json",)
@@ -30,9 +31,7 @@ class Query(NamedTuple):
 
 def attention_backend(device):
     """flash_attention_2 on CUDA when flash-attn is installed (pip install 'zoo[gpu]'), else PyTorch SDPA."""
-    import importlib.util
-
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+    if device.type == "cuda" and has_flash_attn():
         return "flash_attention_2"
     return "sdpa"
 
@@ -79,6 +78,7 @@ class VisionLanguageModel(Model):
     classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
     per_input_options = ("prompt",)  # call options that may hold one value per input
     places_layers = True
+    attentions = ATTENTION
 
     def __init__(self, record, runtime, model, processor, *, attention, weights_path=None):
         super().__init__(record, runtime, weights_path=weights_path)

@@ -53,6 +53,7 @@ def pretrained_cfg(architecture):
 
 class TimmModel(ImageModel):
     Options = Options
+    attentions = ("sdpa", "eager")  # timm has no other
 
     @classmethod
     def load(cls, record, weights, runtime, options):
@@ -79,9 +80,7 @@ class TimmModel(ImageModel):
 
 
 def use_attention(module, attention):
-    """Every timm attention layer on PyTorch SDPA ('sdpa') or timm's own maths ('eager'); timm has no other."""
-    if attention not in ("sdpa", "eager"):
-        raise zoo.BadInput(f"timm models run attention='sdpa' or 'eager', not {attention!r}.")
+    """Every timm attention layer on PyTorch SDPA ('sdpa') or timm's own maths ('eager')."""
     for layer in module.modules():
         if hasattr(layer, "fused_attn"):
             layer.fused_attn = attention == "sdpa"

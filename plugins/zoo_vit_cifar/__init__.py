@@ -15,6 +15,8 @@ PLUGIN = "vit_cifar"
 
 
 class VitCifar(ImageModel):
+    attentions = ("sdpa",)
+
     @classmethod
     def load(cls, record, weights, runtime, options):
         """A ViT from a record; a training output folder's config.json overrides the record's."""
