@@ -6,6 +6,7 @@
     python benchmarks/bulk_inference.py ray --photos 2000                # Ray engine vs the local engine
     python benchmarks/bulk_inference.py closing --rows 50000             # peak RSS of finishing an embedding run
     python benchmarks/bulk_inference.py listing --lines 1000000          # peak RSS of walking a list or manifest
+    python benchmarks/bulk_inference.py resume --names 1000000           # peak RSS of what --resume skips
 
 deit-tiny has random weights at its real size, saved locally; photos are 640x480 JPEGs. Results go to --out.
 """
@@ -215,9 +216,46 @@ def listing(args, folder):
     return {"rows": rows}
 
 
+RESUMING = """
+import sys
+import pyarrow.parquet as pq
+from zoo.outputs import Writer
+from common import peak_rss_mb
+out, how = sys.argv[1], sys.argv[2]
+with Writer(out, "classify", resume=True) as writer:
+    pq.read_table(writer.part_files()[0], columns=["input"])  # the reader's one-off start-up (about 50 MB) is not the names' cost
+    before = peak_rss_mb()
+    if how == "keyset":
+        done = writer.done()
+    else:  # what zoo did before: a Python set of the names
+        done = {key for part in writer.part_files()
+                for key in pq.read_table(part, columns=["input"]).column(0).to_pylist()}
+    print(len(done), before, peak_rss_mb())
+"""
+
+
+def resume(args, folder):
+    """Peak memory of knowing what a killed run of --names inputs wrote (its parts, as it left them), which
+    --resume skips: zoo's 16-byte digests against a Python set of the names, each in a fresh process."""
+    from zoo.bulk import CHUNK_ROWS
+    from zoo.outputs import Writer
+
+    out = folder / "preds.parquet"
+    with Writer(out, "classify") as writer:  # killed before close: only the parts are there
+        for start in range(0, args.names, CHUNK_ROWS):
+            writer.write([{"input": f"/data/train/class_{i % 1000:04d}/image_{i:08d}.jpg", "task": "classify",
+                           "model": "m", "frame_time": None, "predictions": [], "error": None}
+                          for i in range(start, min(start + CHUNK_ROWS, args.names))])
+    rows = []
+    for how in ("keyset", "python set"):
+        count, before, peak = child_numbers(RESUMING, out, how.split()[-1])
+        rows.append({"names": how, "done": int(count), "growth_mb": peak - before})
+    return {"rows": rows}
+
+
 def main():
     options = parser(__doc__)
-    options.add_argument("which", choices=["files", "arrays", "memory", "ray", "closing", "listing"])
+    options.add_argument("which", choices=["files", "arrays", "memory", "ray", "closing", "listing", "resume"])
     options.add_argument("--photos", type=int, default=2000)
     options.add_argument("--batch-size", type=int, default=32)
     options.add_argument("--data-root", default="../shared/data")
@@ -225,11 +263,12 @@ def main():
     options.add_argument("--concurrency", type=int, default=2)
     options.add_argument("--repeats", type=int, default=3)
     options.add_argument("--rows", type=int, default=50000, help="Embedding rows for 'closing'.")
+    options.add_argument("--names", type=int, default=1_000_000, help="Inputs a killed run wrote, for 'resume'.")
     options.add_argument("--lines", type=int, default=1_000_000, help="Paths in the list and manifests of 'listing'.")
     args = options.parse_args()
     folder = scratch_folder("zoo-bulk-")
     scenarios = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing,
-                 "listing": listing}
+                 "listing": listing, "resume": resume}
     result = scenarios[args.which](args, folder)
     report({"benchmark": f"bulk_inference {args.which}", "torch_threads": torch.get_num_threads(),
             "peak_rss_mb": peak_rss_mb(), **result,

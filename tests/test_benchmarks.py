@@ -37,6 +37,7 @@ CASES = {
         ("ray", ["--photos", "8", "--batch-size", "4", "--repeats", "1"], lambda r: r["ratio"] > 0),
         ("closing", ["--rows", "50"], lambda r: len(r["rows"]) == 4),
         ("listing", ["--lines", "100"], lambda r: [row["paths"] for row in r["rows"]] == [100, 100, 100]),
+        ("resume", ["--names", "600"], lambda r: [row["done"] for row in r["rows"]] == [600, 600]),
     ]},
 }
 

@@ -95,10 +95,13 @@ class Writer:
         self.lock.release()
 
     def done(self):
-        """The inputs already written (by earlier runs that --resume continues)."""
+        """The inputs already written (by earlier runs that --resume continues), read a part at a time."""
         import pyarrow.parquet as pq
 
-        return {key for part in self.part_files() for key in pq.read_table(part, columns=["input"]).column(0).to_pylist()}
+        from .keyset import KeySet
+
+        return KeySet(key for part in self.part_files()
+                      for key in pq.read_table(part, columns=["input"]).column(0).to_pylist())
 
     def part_files(self):
         return sorted(self.parts.glob("part-*.parquet")) if self.parts.exists() else []

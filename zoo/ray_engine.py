@@ -124,8 +124,7 @@ def run_ray(name, inputs, *, task, out, resume, options, reading, address, concu
     check_options(name, task, {k: v for k, v in load.items() if k not in RUNTIME_OPTIONS}, options)
     out, record = target(out), registry().get(name)
     sources = sources_for(registry().loader_for(record).reads_video, **reading)
-    existing = read(out if resume else None)  # read once: what to skip, and the rows this run does not count
-    done = done_inputs(existing)
+    done, before = done_inputs(out if resume else None), counts(out if resume else None)
     start(ray, address)
     started = time.perf_counter()
     items = dataclasses.replace(sources, whole_videos=True).items(inputs)  # videos whole: workers split them
@@ -136,7 +135,7 @@ def run_ray(name, inputs, *, task, out, resume, options, reading, address, concu
         predictor = {"record": record, "builder": registry().builders.get(record.name), "task": task, "load": load,
                      "options": options, "sources": sources, "as_csv": out.suffix.lower() == ".csv"}
         write(ray, blocks, out, predictor, concurrency, batch_size)
-    rows, failed = (now - then for now, then in zip(counts(read(out)), counts(existing)))  # a video: a row a frame
+    rows, failed = (now - then for now, then in zip(counts(out), before))  # a video: a row a frame
     return Summary(done=rows - failed, failed=failed, skipped=skipped, seconds=time.perf_counter() - started,
                    out=str(out))
 
@@ -198,15 +197,15 @@ def write(ray, blocks, out, predictor, concurrency, batch_size):
     getattr(dataset, WRITERS[out.suffix.lower()])(str(out))
 
 
-def read(out):
-    """The rows written so far (Ray writes a folder of files; an empty one, a write cut short, holds none); none
-    for None."""
+def written(out):
+    """The tables of a ray run's output, a file at a time (Ray writes a folder of files; an empty one, a write cut
+    short, holds none); none for None."""
     import pyarrow as pa
 
     columns = pa.schema([("input", pa.string()), ("frame_time", pa.float64()), ("error", pa.string())])
     files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith(".") and p.stat().st_size) \
         if out is not None and out.exists() else []
-    return pa.concat_tables([columns.empty_table(), *(read_part(path, columns) for path in files)])
+    return (read_part(path, columns) for path in files)
 
 
 def read_part(path, columns):
@@ -227,13 +226,18 @@ def read_part(path, columns):
                        "remove it (its inputs run again) or choose another --out.") from None
 
 
-def done_inputs(table):
-    """The files and URLs with a row in `table`: a video frame's row names its video and time (clip.mp4#t=0.5)."""
-    return {key.rpartition("#t=")[0] if time is not None else key
-            for key, time in zip(table.column("input").to_pylist(), table.column("frame_time").to_pylist())}
+def done_inputs(out):
+    """The files and URLs with a row in `out`: a video frame's row names its video and time (clip.mp4#t=0.5)."""
+    from .keyset import KeySet
+
+    return KeySet(key.rpartition("#t=")[0] if time is not None else key for table in written(out)
+                  for key, time in zip(table.column("input").to_pylist(), table.column("frame_time").to_pylist()))
 
 
-def counts(table):
-    """(rows, failed rows) in a table of written rows."""
-    errors = table.column("error").to_pylist()
-    return len(errors), sum(1 for e in errors if e not in (None, ""))
+def counts(out):
+    """(rows, failed rows) written in `out`."""
+    rows = failed = 0
+    for table in written(out):
+        errors = table.column("error").to_pylist()
+        rows, failed = rows + len(errors), failed + sum(1 for e in errors if e not in (None, ""))
+    return rows, failed
