@@ -495,6 +495,41 @@ def test_the_ray_engine_splits_videos_and_loads_models_registered_in_the_drivers
         ["dark"] * 4 + ["light"] * 2  # grey levels 0, 40, ..., 200 of 255
 
 
+RAY_GPU_SCRIPT = """
+import json, os, sys
+import ray, torch
+import zoo
+
+ray.init(num_cpus=2, num_gpus=2, include_dashboard=False)  # a cluster with GPUs, seen from a driver without one
+OUT = sys.argv[2]
+
+
+@zoo.register_model("where", labels=["a", "b"], preprocess={"input_size": 8})
+def where(tag=""):
+    with open(os.path.join(OUT, f"{tag}-{os.getpid()}.json"), "w") as f:  # in each actor, as it loads the model
+        json.dump(ray.get_gpu_ids(), f)
+    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+
+
+for tag, load in (("gpu", {}), ("cpu", {"device": "cpu"})):
+    zoo.run("where", sys.argv[1], task="classify", out=os.path.join(OUT, tag + ".parquet"), engine="ray",
+            concurrency=2, load={"tag": tag, **load})
+"""
+
+
+@pytest.mark.slow
+def test_ray_actors_take_a_gpu_each_where_the_cluster_has_gpus_though_the_driver_has_none(tmp_path, samples,
+                                                                                        subprocess_env):
+    (tmp_path / "script.py").write_text(RAY_GPU_SCRIPT)
+    (tmp_path / "out").mkdir()
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(samples), str(tmp_path / "out")],
+                          env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    gpus = {tag: sorted(json.loads(p.read_text()) for p in (tmp_path / "out").glob(f"{tag}-*.json"))
+            for tag in ("gpu", "cpu")}
+    assert gpus == {"gpu": [[0], [1]], "cpu": [[], []]}  # (Ray's fake GPUs: the workers' torch runs on the CPU)
+
+
 def test_the_ray_engine_never_replaces_a_file_or_a_folder_of_other_files(tmp_path, samples):
     out = tmp_path / "preds.parquet"
     out.write_bytes(b"a local engine's output")

@@ -1,7 +1,7 @@
 """Bulk inference on a Ray cluster (pip install 'zoo[ray]'): Ray Data with one stateful predictor per worker.
 
 The inputs become a Ray dataset of files and URLs; `map_batches` runs `EnginePredictor`, which loads the zoo model
-once per actor (one GPU each on GPU machines, CPU actors otherwise), splits videos into frames where the model
+once per actor (one GPU each when the cluster has GPUs, CPU actors otherwise), splits videos into frames where the model
 reads images, and turns each batch into the same rows the local engine writes; Ray's own writers write them
 (OUT is then a folder of files). The driver sends the model's record (and a builder registered in code) to
 every worker, so workers load exactly the model the driver checked. `address` (or RAY_ADDRESS) connects to a
@@ -189,12 +189,17 @@ def start(ray, address):
 
 
 def write(ray, blocks, out, predictor, concurrency, batch_size):
-    import torch
-
     dataset = ray.data.from_arrow_refs(blocks).map_batches(
         EnginePredictor, fn_constructor_kwargs=predictor, batch_size=batch_size, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=concurrency or ACTORS), num_gpus=1 if torch.cuda.is_available() else 0)
+        compute=ray.data.ActorPoolStrategy(size=concurrency or ACTORS), num_gpus=gpus_per_actor(ray, predictor["load"]))
     getattr(dataset, WRITERS[out.suffix.lower()])(str(out))
+
+
+def gpus_per_actor(ray, load):
+    """One GPU for each actor where the cluster has GPUs, unless the model is sent elsewhere (device='cpu'): the
+    driver's own machine (a laptop, a CPU head node) says nothing about the workers'."""
+    on_gpu = str(load.get("device") or "cuda").startswith("cuda")
+    return 1 if on_gpu and ray.cluster_resources().get("GPU", 0) else 0
 
 
 def written(out):
