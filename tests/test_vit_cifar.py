@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -35,6 +36,59 @@ def test_vit_shapes_and_options():
     with pytest.raises(AssertionError):
         ViT(image_size=30, patch_size=4)
     assert ViT(dim=32, depth=1, heads=2, dim_head=16).eval()(x).shape == (2, 10)
+
+
+def test_batched_crop_and_flip_equal_torchvisions_per_image_transforms():
+    from torchvision.transforms.v2 import functional as TF
+
+    from zoo_vit_cifar.train import CROP_PADDING, random_crop, random_flip
+
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    crops = random_crop(images, torch.Generator().manual_seed(1))
+    draws = torch.Generator().manual_seed(1)  # the same offsets, drawn again: rows first, then columns
+    tops, lefts = (torch.randint(0, 2 * CROP_PADDING + 1, (16,), generator=draws) for _ in range(2))
+    for image, crop, top, left in zip(images, crops, tops.tolist(), lefts.tolist()):
+        padded = TF.pad(image, [CROP_PADDING], padding_mode="reflect")
+        assert torch.equal(crop, TF.crop(padded, top, left, 32, 32))
+    assert len(set(zip(tops.tolist(), lefts.tolist()))) > 8  # the offsets vary from image to image
+    flipped = random_flip(images, torch.Generator().manual_seed(2))
+    which = torch.rand(16, generator=torch.Generator().manual_seed(2)) < 0.5
+    for image, out, flip in zip(images, flipped, which.tolist()):
+        assert torch.equal(out, TF.horizontal_flip(image) if flip else image)
+    assert 0 < which.sum() < 16
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mixup_and_cutmix_weigh_each_target_by_its_share_of_the_image(kind):
+    import numpy as np
+
+    from zoo_vit_cifar.presets import PRESETS
+    from zoo_vit_cifar.train import mix
+
+    recipe = replace(PRESETS["best"], mixup=0.8 if kind == "mixup" else 0.0, cutmix=1.0 if kind == "cutmix" else 0.0)
+    x = torch.arange(8.0)[:, None, None, None].expand(8, 3, 32, 32)  # image i is all i: its pixels say whose they are
+    y = torch.eye(10)[:8]
+    for seed in range(20):
+        mixed, targets = mix(x, y, recipe, np.random.default_rng(seed))
+        assert torch.allclose(targets.sum(dim=1), torch.ones(8))
+        own, partner = targets[torch.arange(8), torch.arange(8)], targets[torch.arange(8), torch.arange(7, -1, -1)]
+        if kind == "cutmix":  # the partner is the batch reversed; the box's area is its share
+            share = (mixed == x.flip(0)).float().mean(dim=(1, 2, 3))
+            assert torch.allclose(partner, share) and torch.allclose(own, 1 - share)
+        else:
+            assert torch.allclose(mixed, own[:, None, None, None] * x + partner[:, None, None, None] * x.flip(0))
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_to_zero():
+    from zoo_vit_cifar.presets import PRESETS
+    from zoo_vit_cifar.train import lr_at
+
+    recipe, per_epoch = PRESETS["best"], 97
+    total, warmup = recipe.epochs * per_epoch, recipe.warmup_epochs * per_epoch
+    rates = [lr_at(step, total, recipe, per_epoch) for step in range(total)]
+    assert rates[0] == pytest.approx(recipe.lr / warmup) and rates[warmup - 1] == pytest.approx(recipe.lr)
+    assert all(a < b for a, b in zip(rates[:warmup], rates[1:warmup]))
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1:])) and rates[-1] < recipe.lr * 1e-3
 
 
 def test_shipped_weights_load_offline_and_classify(samples):
