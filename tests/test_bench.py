@@ -183,3 +183,22 @@ def test_the_example_plugins_model_benchmarks_like_any_other():
     row = table.rows[0]
     assert row["status"] == "ok", row.get("error")
     assert row["protocol"] == "head" and row["top1"] == 1.0 and row["batch_size"] == zoo.Model.default_batch_size
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/clear_refs").exists(), reason="Linux resets peaks")
+def test_each_model_reports_its_own_peak_memory_not_the_largest_before_it():
+    class Heavy(torch.nn.Module):
+        def __init__(self, megabytes):
+            super().__init__()
+            self.ballast = torch.nn.Parameter(torch.ones(megabytes * 2**18))  # touched: resident
+            self.head = torch.nn.Linear(3, 10)
+
+        def forward(self, x):
+            return self.head(x.mean(dim=(2, 3)))
+
+    preprocess = {"input_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3}
+    zoo.register_model("heavy-600mb", labels=list(cifar10_sample().classes), preprocess=preprocess)(lambda: Heavy(600))
+    zoo.register_model("light-1mb", labels=list(cifar10_sample().classes), preprocess=preprocess)(lambda: Heavy(1))
+    heavy, light = run(["heavy-600mb", "light-1mb"], limit=8).rows
+    assert heavy["status"] == light["status"] == "ok"
+    assert heavy["peak_memory_mb"] - light["peak_memory_mb"] > 400  # the light one was 600 MB heavier before

@@ -5,6 +5,7 @@ import resource
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 from . import api, results
 from .datasets import get_dataset
@@ -105,12 +106,28 @@ def latency_ms(model, protocol, item, classes, runs=LATENCY_RUNS):
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
+def reset_peak_memory():
+    """Start each model's peak afresh, so a model benchmarked after a larger one reports its own: CUDA's counters,
+    and on Linux the process's peak resident size (after the freed memory of the model before goes back)."""
+    import torch
+
+    from .streaming import release_free_memory
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    release_free_memory(every_s=0)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the peak RSS to the current RSS
+    except OSError:
+        pass  # elsewhere the peak stays the process's since it started
+
+
 def peak_memory_mb(device):
     import torch
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS (Linux: KiB)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the peak RSS since the reset (Linux: KiB)
 
 
 def versions():
@@ -126,10 +143,7 @@ def versions():
 
 
 def bench_one(name, data, train_split, *, protocol, batch_size, device, dtype, progress):
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory()
     started = time.perf_counter()
     model = api.load(name, device=device, dtype=dtype, batch_size=batch_size)
     load_time = time.perf_counter() - started
