@@ -1,5 +1,6 @@
 """zoo bench: accuracy and speed of any set of models on one dataset, side by side, kept in SQLite."""
 
+import gc
 import platform
 import resource
 import time
@@ -113,6 +114,7 @@ def reset_peak_memory():
 
     from .streaming import release_free_memory
 
+    gc.collect()  # the model before, if it sits in a reference cycle
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     release_free_memory(every_s=0)
