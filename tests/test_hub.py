@@ -169,6 +169,25 @@ def test_vision_language_repositories_download_whole(hub, florence2_tiny, qwen2v
     assert {"config.json", "model.safetensors"} <= set(lock.entry("florence-2-base")["files"])
 
 
+def test_a_repository_with_safetensors_downloads_no_weights_in_other_formats(hub, florence2_tiny, samples):
+    others = {"pytorch_model.bin": b"pickle", "flax_model.msgpack": b"flax", "tf_model.h5": b"tf",
+              "onnx/model.onnx": b"onnx", "extra/notes [v2].txt": b"kept"}
+    files = {str(p.relative_to(florence2_tiny)): p.read_bytes() for p in florence2_tiny.rglob("*") if p.is_file()}
+    hub.push("florence-community/Florence-2-base", {**files, **others})
+    assert zoo.load("florence-2-base").describe(samples / "cat.png", max_new_tokens=2)
+    assert set(lock.entry("florence-2-base")["files"]) == set(files) | {"extra/notes [v2].txt"}
+    fetched = {path for method, path in hub.requests if method == "GET" and "/resolve/" in path}
+    assert any(path.endswith("/model.safetensors") for path in fetched)
+    assert not any(name in path for path in fetched for name in ("pytorch_model", "flax", "tf_model", "onnx"))
+
+
+def test_a_repository_without_safetensors_downloads_whole():
+    from zoo.hub import wanted
+
+    listing = {"pytorch_model.bin": 1, "config.json": 2}
+    assert wanted(listing, None) == listing and wanted(listing, ["config.json"]) == {"config.json": 2}
+
+
 def run(*args):
     result = CliRunner().invoke(build_cli(), [str(a) for a in args])
     return result.exit_code, result.output

@@ -7,6 +7,7 @@ files against the lock. Without a pinned revision, a record resolves through the
 
 import contextlib
 import contextvars
+import glob
 import hashlib
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from .config import env_number, hf_cache, hf_endpoint
 from .errors import MissingWeights, UnsafeWeights
 
 TIMEOUT_S = 10  # per request; ZOO_HUB_TIMEOUT changes it
+# Weights in formats zoo never loads from a repository that has safetensors (transformers' choice too): pickles,
+# Flax, TensorFlow, ONNX, GGUF. Repositories often carry the same weights in several of them, gigabytes each.
+OTHER_FORMATS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".msgpack", ".h5", ".ot", ".onnx", ".onnx_data", ".tflite",
+                 ".gguf")
 _pulling = contextvars.ContextVar("zoo_pulling", default=False)
 
 
@@ -71,10 +76,10 @@ def download(record, w, revision, patterns, locked):
     try:
         api = HfApi(endpoint=hf_endpoint())
         commit = api.repo_info(w.hf, revision=revision, timeout=timeout()).sha
-        listing = {f.path: f for f in api.list_repo_tree(w.hf, revision=commit, recursive=True)
-                   if isinstance(f, RepoFile) and (patterns is None or f.path in patterns)}
-        folder = Path(snapshot_download(w.hf, revision=commit, allow_patterns=patterns, cache_dir=hf_cache(),
-                                        endpoint=hf_endpoint(), etag_timeout=timeout()))
+        listing = wanted({f.path: f for f in api.list_repo_tree(w.hf, revision=commit, recursive=True)
+                          if isinstance(f, RepoFile)}, patterns)
+        folder = Path(snapshot_download(w.hf, revision=commit, allow_patterns=[glob.escape(p) for p in listing],
+                                        cache_dir=hf_cache(), endpoint=hf_endpoint(), etag_timeout=timeout()))
     except Exception as e:  # the hub client raises many kinds: unreachable, refused, 404, 401, 500, timeouts
         reason = " ".join(str(e).split())[:160]
         raise MissingWeights(
@@ -84,6 +89,16 @@ def download(record, w, revision, patterns, locked):
     check_pins(record.name, locked, commit, digests)
     lock.record(record.name, f"hf://{w.hf}", w.revision, commit, folder, digests)
     return folder
+
+
+def wanted(listing, patterns):
+    """The files of a repository listing to download: those `patterns` names; else all, less the weights in other
+    formats when the repository has safetensors."""
+    if patterns is not None:
+        return {path: f for path, f in listing.items() if path in patterns}
+    if not any(path.endswith(".safetensors") for path in listing):
+        return listing
+    return {path: f for path, f in listing.items() if not path.lower().endswith(OTHER_FORMATS)}
 
 
 def check_pins(name, locked, commit, digests):
