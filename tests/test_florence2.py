@@ -194,3 +194,8 @@ def test_cli_describe_and_detect_draw(tiny, samples, tmp_path):
                                          "--draw", str(tmp_path / "drawn")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "drawn" / "cat.boxes.png").stat().st_size > 0
+
+
+def test_generation_runs_one_input_at_a_time_on_a_cpu_unless_told(tiny):
+    assert zoo.load("florence-2-base", weights=tiny).batch_size == 1  # batching only pads and waits on a CPU
+    assert zoo.load("florence-2-base", weights=tiny, batch_size=8).batch_size == 8

@@ -29,6 +29,12 @@ class Query(NamedTuple):
     prompt: str | None
 
 
+# A CPU has no idle arithmetic for a batch to fill: batched generation pads every sequence to the longest and
+# multiplies the beams, and was slower than one input at a time (benchmarks/florence2_speed.py on 2 cores:
+# batch 8 at 0.83x the model card's one-at-a-time loop, batch 1 at 1.03x).
+CPU_BATCH_SIZE = 1
+
+
 def attention_backend(device):
     """flash_attention_2 on CUDA when flash-attn is installed (pip install 'zoo[gpu]'), else PyTorch SDPA."""
     if device.type == "cuda" and has_flash_attn():
@@ -72,7 +78,7 @@ def sequence_logprobs(logits, targets, mask):
 
 class VisionLanguageModel(Model):
     open_vocabulary = True
-    default_batch_size = 8
+    default_batch_size = 8  # on a GPU; on a CPU, one input at a time (CPU_BATCH_SIZE)
     requires = {"transformers": "vlm"}
     card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
     classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
@@ -82,6 +88,8 @@ class VisionLanguageModel(Model):
 
     def __init__(self, record, runtime, model, processor, *, attention, weights_path=None):
         super().__init__(record, runtime, weights_path=weights_path)
+        if runtime.batch_size is None and self.device.type == "cpu":
+            self.batch_size = CPU_BATCH_SIZE
         self.model, self.processor, self.attention = model, processor, attention
 
     @classmethod
