@@ -549,16 +549,31 @@ def test_the_ray_engine_names_a_damaged_part_when_resuming(tmp_path, samples):
         (tmp_path / name / part).write_text("garbage\n")
         with pytest.raises(zoo.ZooError, match=f"{part} is not a readable part of a ray run's output .*: remove it"):
             zoo.run("vit-cifar", samples, task="classify", out=tmp_path / name, engine="ray", resume=True)
-    from zoo.ray_engine import counts, done_inputs, written
+    from zoo.ray_engine import counts, done_inputs, output_files, written
 
     (tmp_path / "preds.csv" / "a.csv").write_text("input,frame_time,error\n001.png,,\nclip.mp4#t=0.500,0.5,bad\n")
     (tmp_path / "preds.csv" / "b.csv").write_text("")  # a write cut short
-    assert [t.to_pylist() for t in written(tmp_path / "preds.csv")] == [
+    files = output_files(tmp_path / "preds.csv")
+    assert [t.to_pylist() for t in written(files)] == [
         [{"input": "001.png", "frame_time": None, "error": None},
          {"input": "clip.mp4#t=0.500", "frame_time": 0.5, "error": "bad"}]]
-    done = done_inputs(tmp_path / "preds.csv")  # a video is done once any of its frames is
+    done = done_inputs(files)  # a video is done once any of its frames is
     assert len(done) == 2 and "001.png" in done and "clip.mp4" in done and "clip.mp4#t=0.500" not in done
-    assert counts(tmp_path / "preds.csv") == (2, 1) and counts(None) == (0, 0)
+    assert counts(files) == (2, 1) and counts([]) == (0, 0) and output_files(tmp_path / "none.csv") == []
+
+
+@pytest.mark.slow
+def test_a_resumed_ray_run_runs_and_counts_only_what_is_missing(tmp_path, samples, subprocess_env, monkeypatch):
+    for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
+        monkeypatch.setenv(key, value)
+    paths = sorted(str(p) for p in samples.glob("*.png"))
+    out = tmp_path / "preds.parquet"
+    first = zoo.run("vit-cifar", paths[:4], task="classify", out=out, engine="ray", concurrency=1)
+    resumed = zoo.run("vit-cifar", paths, task="classify", out=out, engine="ray", concurrency=1, resume=True)
+    assert (first.done, first.skipped) == (4, 0) and (resumed.done, resumed.failed, resumed.skipped) == (6, 0, 4)
+    import pyarrow.dataset as ds
+
+    assert sorted(ds.dataset(str(out)).to_table().column("input").to_pylist()) == paths  # each once
 
 
 def test_one_run_at_a_time_writes_an_output(tmp_path, samples, monkeypatch):

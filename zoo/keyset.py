@@ -32,8 +32,6 @@ class KeySet:
         return len(self.digests)
 
     def __contains__(self, key):
-        if not len(self.digests):
-            return False
         wanted = np.frombuffer(digest(key), dtype=DIGEST)
         at = np.searchsorted(self.digests, wanted)[0]
         return bool(at < len(self.digests) and self.digests[at] == wanted[0])

@@ -123,7 +123,7 @@ class Model:
         self.record, self.name, self.weights_path = record, record.name, weights_path
         runtime = runtime or Runtime(*pick_device("cpu"))
         self.device, self.dtype, self.workers = runtime.device, runtime.dtype, runtime.workers
-        self.batch_size = runtime.batch_size or self.default_batch_size
+        self.batch_size = runtime.batch_size or self.default_batch()
 
     def __getattr__(self, name):
         # Reached only for what the model lacks: a torch module's habits (model.to("cuda"), model.eval()) get the
@@ -133,6 +133,10 @@ class Model:
                                  "choose where it runs at load (zoo.load(NAME, device='cuda', dtype='bfloat16')); "
                                  "it always runs in inference mode.")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def default_batch(self):
+        """Inputs per batch when zoo.load names no batch_size (self.device is set)."""
+        return self.default_batch_size
 
     @classmethod
     def load(cls, record, weights, runtime, options):

@@ -124,7 +124,8 @@ def run_ray(name, inputs, *, task, out, resume, options, reading, address, concu
     check_options(name, task, {k: v for k, v in load.items() if k not in RUNTIME_OPTIONS}, options)
     out, record = target(out), registry().get(name)
     sources = sources_for(registry().loader_for(record).reads_video, **reading)
-    done, before = done_inputs(out if resume else None), counts(out if resume else None)
+    earlier = output_files(out) if resume else []  # read once: what to skip; this run counts only its own files
+    done = done_inputs(earlier)
     start(ray, address)
     started = time.perf_counter()
     items = dataclasses.replace(sources, whole_videos=True).items(inputs)  # videos whole: workers split them
@@ -135,7 +136,7 @@ def run_ray(name, inputs, *, task, out, resume, options, reading, address, concu
         predictor = {"record": record, "builder": registry().builders.get(record.name), "task": task, "load": load,
                      "options": options, "sources": sources, "as_csv": out.suffix.lower() == ".csv"}
         write(ray, blocks, out, predictor, concurrency, batch_size)
-    rows, failed = (now - then for now, then in zip(counts(out), before))  # a video: a row a frame
+    rows, failed = counts(sorted(set(output_files(out)) - set(earlier)))  # a video: a row a frame
     return Summary(done=rows - failed, failed=failed, skipped=skipped, seconds=time.perf_counter() - started,
                    out=str(out))
 
@@ -202,14 +203,17 @@ def gpus_per_actor(ray, load):
     return 1 if on_gpu and ray.cluster_resources().get("GPU", 0) else 0
 
 
-def written(out):
-    """The tables of a ray run's output, a file at a time (Ray writes a folder of files; an empty one, a write cut
-    short, holds none); none for None."""
+def output_files(out):
+    """The files of a ray run's output folder (an empty one, a write cut short, holds no rows)."""
+    return sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith(".") and p.stat().st_size) \
+        if out.exists() else []
+
+
+def written(files):
+    """The input, frame_time and error columns of each of a ray run's files, a file at a time."""
     import pyarrow as pa
 
     columns = pa.schema([("input", pa.string()), ("frame_time", pa.float64()), ("error", pa.string())])
-    files = sorted(p for p in out.iterdir() if p.is_file() and not p.name.startswith(".") and p.stat().st_size) \
-        if out is not None and out.exists() else []
     return (read_part(path, columns) for path in files)
 
 
@@ -231,18 +235,18 @@ def read_part(path, columns):
                        "remove it (its inputs run again) or choose another --out.") from None
 
 
-def done_inputs(out):
-    """The files and URLs with a row in `out`: a video frame's row names its video and time (clip.mp4#t=0.5)."""
+def done_inputs(files):
+    """The files and URLs with a row in `files`: a video frame's row names its video and time (clip.mp4#t=0.5)."""
     from .keyset import KeySet
 
-    return KeySet(key.rpartition("#t=")[0] if time is not None else key for table in written(out)
+    return KeySet(key.rpartition("#t=")[0] if time is not None else key for table in written(files)
                   for key, time in zip(table.column("input").to_pylist(), table.column("frame_time").to_pylist()))
 
 
-def counts(out):
-    """(rows, failed rows) written in `out`."""
+def counts(files):
+    """(rows, failed rows) written in `files`."""
     rows = failed = 0
-    for table in written(out):
+    for table in written(files):
         errors = table.column("error").to_pylist()
         rows, failed = rows + len(errors), failed + sum(1 for e in errors if e not in (None, ""))
     return rows, failed

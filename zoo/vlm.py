@@ -88,9 +88,10 @@ class VisionLanguageModel(Model):
 
     def __init__(self, record, runtime, model, processor, *, attention, weights_path=None):
         super().__init__(record, runtime, weights_path=weights_path)
-        if runtime.batch_size is None and self.device.type == "cpu":
-            self.batch_size = CPU_BATCH_SIZE
         self.model, self.processor, self.attention = model, processor, attention
+
+    def default_batch(self):
+        return CPU_BATCH_SIZE if self.device.type == "cpu" else self.default_batch_size
 
     @classmethod
     def classes(cls):
