@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -274,6 +275,20 @@ def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path,
     zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "frames.jsonl")  # an image model reads its frames
     assert message in json.loads((tmp_path / "frames.jsonl").read_text())["error"]
 
+
+
+def test_videos_are_read_by_zoo_whatever_video_library_is_installed(tmp_path, qwen2vl_tiny, monkeypatch):
+    """qwen-vl-utils prefers decord (or torchcodec) when it is installed: zoo's checks hold only if its reader runs."""
+    fake = tmp_path / "site" / "decord"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("used = []\n\ndef VideoReader(*args, **kwargs):\n    used.append(args)\n"
+                                      "    raise RuntimeError('decord read the video')\n")
+    monkeypatch.syspath_prepend(tmp_path / "site")
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "100")
+    with pytest.raises(zoo.BadInput, match="larger than zoo's limit of 100 pixels for a video frame"):
+        zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny).describe(write_video(tmp_path / "clip.mp4", 8))
+    decord = sys.modules.pop("decord", None)
+    assert decord is None or decord.used == []
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_bytes(b"this is not a database" * 100), "cannot be used"),

@@ -1,7 +1,7 @@
 """Qwen2-VL gets exactly the tensors of the official path: qwen-vl-utils' process_vision_info, then the processor.
 
-The reference side runs qwen-vl-utils' own torchvision video reader, with a PyAV stand-in for
-torchvision.io.read_video (torchvision 0.29 has none); zoo runs its own PyAV reader. The tiny checkpoint
+The reference side runs qwen-vl-utils' own torchvision video reader, on torchvision.io.read_video where
+torchvision has it and on a PyAV stand-in where it does not (0.29); zoo runs its own PyAV reader. The tiny checkpoint
 carries the released processor budget (3136 .. 12845056 pixels).
 """
 
@@ -29,8 +29,10 @@ def official(qwen2vl_tiny, monkeypatch):
 
     def run(chats):
         with monkeypatch.context() as patch:
-            patch.setattr(torchvision.io, "read_video", official_read_video, raising=False)
+            if not hasattr(torchvision.io, "read_video"):
+                patch.setattr(torchvision.io, "read_video", official_read_video, raising=False)
             patch.setitem(vision_process.VIDEO_READER_BACKENDS, "torchvision", vision_process._read_video_torchvision)
+            patch.setattr(vision_process, "get_video_reader_backend", lambda: "torchvision")
             images, videos, video_kwargs = process_vision_info(chats, return_video_kwargs=True)
         video_kwargs.pop("fps")  # a per-video list this processor refuses; Qwen2-VL's tensors do not use it
         texts = [processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]

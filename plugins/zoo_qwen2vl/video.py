@@ -1,4 +1,4 @@
-"""Video for qwen-vl-utils through PyAV: torchvision 0.29 has no read_video, which its default reader needs.
+"""Video for qwen-vl-utils through PyAV, the same on every machine (torchvision 0.29 has no read_video).
 
 `read_video` keeps the contract and the sampling of qwen-vl-utils' torchvision reader
 (`_read_video_torchvision`: frames between video_start and video_end, `smart_nframes` frames at
@@ -94,12 +94,14 @@ def not_a_retry(record):
 
 
 def install():
-    """Supply the reader qwen-vl-utils falls back to when torchvision cannot read video itself."""
+    """Make zoo's reader the one qwen-vl-utils reads every video file with. Left to itself, qwen-vl-utils picks
+    torchcodec or decord when installed, else torchvision's read_video (gone in torchvision 0.29), and retries a
+    failed read with torchvision's: each would skip zoo's checks (local files only, the pixel limit before
+    decoding, one-line errors) and sample frames differently from one machine to the next."""
     import logging
 
-    import torchvision.io
     from qwen_vl_utils import vision_process
 
-    if not hasattr(torchvision.io, "read_video"):
-        vision_process.VIDEO_READER_BACKENDS["torchvision"] = read_video
-        logging.getLogger(vision_process.__name__).addFilter(not_a_retry)  # the same filter is added once
+    vision_process.VIDEO_READER_BACKENDS["torchvision"] = read_video
+    vision_process.get_video_reader_backend = lambda: "torchvision"  # also quiets its line on stderr per video
+    logging.getLogger(vision_process.__name__).addFilter(not_a_retry)  # the same filter is added once
