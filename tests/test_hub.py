@@ -94,7 +94,8 @@ def test_a_timm_model_on_the_hub_loads_as_timm_does(hub, tmp_path, samples, monk
         torch.manual_seed(seed)
         net = timm.create_model("vit_tiny_patch16_224", num_classes=3, **TINY)
         # as timm's push_to_hub writes a repository; the first also has the pickled copy timm writes by default
-        timm.models.save_for_hf(net, tmp_path / folder, model_config=config,
+        timm.models.save_for_hf(net, tmp_path / folder, model_config=dict(config),
+                                model_args=dict(num_classes=3, **TINY),
                                 safe_serialization="both" if folder == "old" else True)
     old = hub.push("acme/bugs", tmp_path / "old")
     hub.push("acme/bugs", tmp_path / "new")  # main moves on; the revision pins the old commit

@@ -104,8 +104,9 @@ def test_classify_equals_brute_force_per_label(model, samples):
         full = dict(batch)
         full["input_ids"] = torch.cat([batch["input_ids"], torch.tensor([seq])], 1)
         full["attention_mask"] = torch.ones_like(full["input_ids"])
-        full["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros(1, len(seq), dtype=torch.int)],
-                                              1)
+        if "mm_token_type_ids" in batch:  # which tokens are image tokens, from transformers 5.1 on
+            full["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros(1, len(seq), dtype=torch.int)],
+                                                  1)
         with torch.no_grad():
             logits = model.model(**full).logits[0]
         totals.append(sum(torch.log_softmax(logits[prefix - 1 + i], -1)[t].item() for i, t in enumerate(seq)))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from packaging.version import Version
 from PIL import Image
 from safetensors.torch import save_file
 from timm.data import create_transform, resolve_data_config
@@ -97,6 +98,8 @@ def test_preprocessing_is_timms_in_every_crop_mode(crop_mode):
                                          crop_pct=crop_pct, crop_mode=crop_mode))
         theirs = create_transform((3, *size), crop_pct=crop_pct, crop_mode=crop_mode, interpolation=interpolation,
                                   mean=mean, normalize=False)
+        if crop_mode == "center" and size[0] != size[1] and Version(timm.__version__) < Version("1.0.31"):
+            continue  # timm resized these bilinearly whatever the model's interpolation until 1.0.31: zoo has the fix
         for image in images:
             assert torch.equal(ours(image), theirs(image)), (size, crop_pct, image.size)
 
