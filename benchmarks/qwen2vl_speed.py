@@ -36,15 +36,18 @@ def plain_describe(model, processor, image, pixels, new_tokens):
     return processor.batch_decode(ids[:, prompt_tokens:], skip_special_tokens=True)[0].strip(), prompt_tokens
 
 
-def main():
+def arguments():
     options = parser(__doc__)
     options.add_argument("--size", choices=list(qwen_testing.QWEN2_VL_SIZES), default="2b")
     options.add_argument("--new-tokens", type=int, default=128)
     options.add_argument("--batch-size", type=int, default=8)
     options.add_argument("--classify-images", type=int, default=16)
     options.add_argument("--compile", action="store_true", help="static cache + torch.compile for zoo")
-    args = options.parse_args()
+    return options.parse_args()
 
+
+def main():
+    args = arguments()
     folder = scratch_folder("zoo-qwen2vl-")
     qwen_testing.qwen2_vl(folder, size=args.size)
     side = 448 if args.size == "2b" else 112

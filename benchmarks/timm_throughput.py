@@ -30,6 +30,14 @@ def zoo_forward(model, pixels):
         return model.forward(pixels, model.module)
 
 
+def jpeg_files(folder, n):
+    rng = np.random.default_rng(0)
+    files = [folder / f"{i}.jpg" for i in range(n)]
+    for path in files:
+        Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)).save(path, quality=90)
+    return files
+
+
 def bench(arch, args, folder):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
@@ -54,13 +62,7 @@ def bench(arch, args, folder):
     seconds = repeated(lambda: zoo_forward(model, pixels), args.repeats)
     results["zoo_tensor_img_s"] = n * args.repeats / seconds
 
-    # End to end from encoded files: the same JPEGs for both.
-    files = []
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        path = folder / f"{i}.jpg"
-        Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)).save(path, quality=90)
-        files.append(path)
+    files = jpeg_files(folder, n)  # end to end from encoded files: the same JPEGs for both
     transform = create_transform(**resolve_data_config({}, model=raw))
 
     def raw_from_files():

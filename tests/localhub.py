@@ -50,51 +50,54 @@ class Hub:
         return (commit, None) if commit in commits else (None, "RevisionNotFound")
 
     def handler(self):
-        hub = self
+        return type("Handler", (HubHandler,), {"hub": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
+
+class HubHandler(BaseHTTPRequestHandler):
+    """Answers as the hub does, from `hub` (a LocalHub), failing as `hub.fail` says."""
+
+    hub = None
+
+    def log_message(self, *args):
+        pass
+
+    def do_HEAD(self):
+        self.hub.requests.append(("HEAD", self.path))
+        self.answer(body=False)
+
+    def do_GET(self):
+        self.hub.requests.append(("GET", self.path))
+        self.answer(body=True)
+
+    def answer(self, body):
+        hub, path = self.hub, unquote(urlparse(self.path).path)
+        failure = next((v for k, v in hub.fail.items() if k in path), None)
+        if isinstance(failure, int):
+            return self.send(failure, b"{}", {"X-Error-Code": "RepoNotFound" if failure == 404 else ""}, body)
+        if failure == "slow":
+            time.sleep(3)
+        routed = route(hub, path)
+        if routed is None:
+            return self.send(404, b'{"error": "not found"}', {"X-Error-Code": "EntryNotFound"}, body)
+        status, payload, headers = routed
+        if failure == "truncate" and status == 200:
+            headers["Content-Length"] = str(len(payload))
+            payload = payload[: len(payload) // 2]
+        elif failure == "tamper" and status == 200 and "/resolve/" in path:
+            payload = bytes(b ^ 1 for b in payload)
+        self.send(status, payload, headers, body)
+
+    def send(self, status, payload, headers, body):
+        self.send_response(status)
+        headers = {"Content-Length": str(len(payload)), **{k: v for k, v in headers.items() if v}}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if body:
+            try:
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
                 pass
-
-            def do_HEAD(self):
-                hub.requests.append(("HEAD", self.path))
-                self.answer(body=False)
-
-            def do_GET(self):
-                hub.requests.append(("GET", self.path))
-                self.answer(body=True)
-
-            def answer(self, body):
-                path = unquote(urlparse(self.path).path)
-                failure = next((v for k, v in hub.fail.items() if k in path), None)
-                if isinstance(failure, int):
-                    return self.send(failure, b"{}", {"X-Error-Code": "RepoNotFound" if failure == 404 else ""}, body)
-                if failure == "slow":
-                    time.sleep(3)
-                routed = route(hub, path)
-                if routed is None:
-                    return self.send(404, b'{"error": "not found"}', {"X-Error-Code": "EntryNotFound"}, body)
-                status, payload, headers = routed
-                if failure == "truncate" and status == 200:
-                    headers["Content-Length"] = str(len(payload))
-                    payload = payload[: len(payload) // 2]
-                elif failure == "tamper" and status == 200 and "/resolve/" in path:
-                    payload = bytes(b ^ 1 for b in payload)
-                self.send(status, payload, headers, body)
-
-            def send(self, status, payload, headers, body):
-                self.send_response(status)
-                headers = {"Content-Length": str(len(payload)), **{k: v for k, v in headers.items() if v}}
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if body:
-                    try:
-                        self.wfile.write(payload)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-
-        return Handler
 
 
 def route(hub, path):
