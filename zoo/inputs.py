@@ -128,9 +128,12 @@ def check_pixels(name, width, height, what="the image"):
 @contextlib.contextmanager
 def open_video(path):
     """(PyAV container, its first video stream), checked before any decoding: a stream to decode, frames within
-    the pixel limit. Text metadata that is not UTF-8 is skipped (it does not stop a video from playing)."""
+    the pixel limit. Text metadata that is not UTF-8 never stops a video from being read."""
     av = require("av", "video")
-    with av.open(str(existing_file(Path(path), "a video")), metadata_errors="ignore") as container:
+    # PyAV before 19 fails on text metadata that is not UTF-8 unless told to skip it; 19 never fails on it, and
+    # has no such argument.
+    lenient = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+    with av.open(str(existing_file(Path(path), "a video")), **lenient) as container:
         if not container.streams.video:
             raise BadInput(f"{path} has no video stream.")
         stream = container.streams.video[0]
