@@ -54,7 +54,7 @@ class Hub:
 
 
 class HubHandler(BaseHTTPRequestHandler):
-    """Answers as the hub does, from `hub` (a LocalHub), failing as `hub.fail` says."""
+    """Answers as the hub does, from `hub` (a Hub), failing as `hub.fail` says."""
 
     hub = None
 
