@@ -1,6 +1,7 @@
 """zoo bench: every protocol, failure rows, the results store, --limit, pictures, CLI, a real accuracy check."""
 
 import json
+from pathlib import Path
 
 import pytest
 import timm
@@ -185,7 +186,7 @@ def test_the_example_plugins_model_benchmarks_like_any_other():
     assert row["protocol"] == "head" and row["top1"] == 1.0 and row["batch_size"] == zoo.Model.default_batch_size
 
 
-@pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/clear_refs").exists(), reason="Linux resets peaks")
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux resets peaks")
 def test_each_model_reports_its_own_peak_memory_not_the_largest_before_it():
     class Heavy(torch.nn.Module):
         def __init__(self, megabytes):

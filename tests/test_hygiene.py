@@ -175,8 +175,10 @@ def test_ci_tests_every_declared_floor():
     from packaging.requirements import Requirement
     from packaging.version import Version
 
-    def floor(requirement):
-        return Requirement(requirement).name, Version(str(Requirement(requirement).specifier)[2:])
+    def floor(line):  # "name>=1.2" or "name==1.2" -> (name, 1.2)
+        requirement = Requirement(line)
+        (bound,) = requirement.specifier
+        return requirement.name, Version(bound.version)
 
     project = (ROOT / "pyproject.toml").read_text().split("[project]")[1]  # not the build system's
     floors = dict(floor(r) for r in re.findall(r'"([\w.\-\[\]]+>=[\d.]+)"', project))
