@@ -18,20 +18,15 @@ import torchvision.io
 from qwen_vl_utils import vision_process
 
 from common import parser, report, scratch_folder, timed
+from zoo.testing import write_video
 from zoo_qwen2vl.testing import official_read_video
 from zoo_qwen2vl.video import read_video
 
 
-def write_video(path, codec, seconds, fps, size):
+def write_clip(path, codec, seconds, fps, size):
     """A moving random texture, with B-frames (packets out of presentation order)."""
     base = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
-        stream.codec_context.max_b_frames = 2
-        for i in range(seconds * fps):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(base, 4 * i, axis=1), format="rgb24")))
-        container.mux(stream.encode())
+    write_video(path, (np.roll(base, 4 * i, axis=1) for i in range(seconds * fps)), fps=fps, codec=codec, b_frames=2)
 
 
 def official(ele):
@@ -57,7 +52,7 @@ def main():
     rows = []
     for codec in ("mpeg4", "libx264"):
         path = folder / f"{codec}.mp4"
-        write_video(path, codec, args.seconds, 30, tuple(args.size))
+        write_clip(path, codec, args.seconds, 30, tuple(args.size))
         ele = {"video": str(path)}  # qwen-vl-utils' defaults: 2 frames per second
         theirs, their_s = best_of(official, ele, args.repeats)
         ours, our_s = best_of(read_video, ele, args.repeats)

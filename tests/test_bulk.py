@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +19,7 @@ from safetensors import safe_open
 import zoo
 from zoo import bulk
 from zoo.cli import build_cli
+from zoo.testing import write_video
 
 
 @pytest.fixture
@@ -301,14 +301,7 @@ def test_resume_refuses_a_file_that_is_not_zoos_results_and_keeps_it(samples, tm
 
 def write_clip(clip):
     """Three seconds at 4 fps, from black to light grey."""
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("mpeg4", rate=4)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(12):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8),
-                                                                    format="rgb24")))
-        container.mux(stream.encode())
-    return clip
+    return write_video(clip, (np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12)), fps=4)
 
 
 def test_globs_skip_hidden_files_and_never_follow_a_link_back_up(photos, tmp_path):

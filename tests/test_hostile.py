@@ -31,6 +31,7 @@ from zoo.hookspecs import hookimpl
 from zoo.inputs import load_image
 from zoo.sources import Sources, frames
 from zoo.streaming import Failed
+from zoo.testing import write_video
 
 pytestmark = pytest.mark.filterwarnings("ignore:zoo plugin:UserWarning")
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,7 +268,7 @@ def test_resolvers_that_raise_are_reported_and_skipped():
 
 
 def test_video_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, qwen2vl_tiny, monkeypatch):
-    clip = write_video(tmp_path / "clip.mp4", 8)
+    clip = write_video(tmp_path / "clip.mp4", black(8))
     monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "100")
     message = "32x32 is larger than zoo's limit of 100 pixels for a video frame"
     with pytest.raises(zoo.BadInput, match=message):
@@ -286,7 +287,7 @@ def test_videos_are_read_by_zoo_whatever_video_library_is_installed(tmp_path, qw
     monkeypatch.syspath_prepend(tmp_path / "site")
     monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "100")
     with pytest.raises(zoo.BadInput, match="larger than zoo's limit of 100 pixels for a video frame"):
-        zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny).describe(write_video(tmp_path / "clip.mp4", 8))
+        zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny).describe(write_video(tmp_path / "clip.mp4", black(8)))
     decord = sys.modules.pop("decord", None)
     assert decord is None or decord.used == []
 
@@ -478,26 +479,15 @@ def test_damaged_training_checkpoint(cifar_root, tmp_path):
               test_limit=20)
 
 
-def write_video(path, frames, size=32, title=None, start=0, **options):
-    """`frames` black size x size frames at 8 fps from frame `start` (options: av.open's, such as format)."""
-    with av.open(str(path), "w", **options) as container:
-        if title:
-            container.metadata["title"] = title
-        stream = container.add_stream("mpeg4", rate=8)
-        stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.zeros((size, size, 3), np.uint8), format="rgb24")
-            frame.pts = start + i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+def black(count, size=32):
+    return [np.zeros((size, size, 3), np.uint8)] * count
 
 
 def damaged_videos(folder):
     """{file: what zoo says of it}: videos as they come from the wild, each damaged one way."""
-    named = write_video(folder / "named.mp4", 8, title="TITLE!")  # a title that is not UTF-8 must not stop it
+    named = write_video(folder / "named.mp4", black(8), title="TITLE!")  # a title that is not UTF-8 must not stop it
     named.write_bytes(named.read_bytes().replace(b"TITLE!", b"\xd0\xff\xfe\xd0\xff\xfe"))
-    codec = write_video(folder / "codec.avi", 8)  # a codec tag no decoder answers to
+    codec = write_video(folder / "codec.avi", black(8))  # a codec tag no decoder answers to
     codec.write_bytes(codec.read_bytes().replace(b"FMP4", b"ZZZZ"))
     with av.open(str(folder / "sound.mp4"), "w") as container:  # audio alone
         stream = container.add_stream("aac", rate=8000)
@@ -557,8 +547,8 @@ def test_pipes_are_never_opened(tmp_path, samples):
 
 def test_frames_larger_than_the_header_said_are_refused(tmp_path, monkeypatch):
     """A stream can change size mid-way: the pixel limit holds for every frame, not only the header's size."""
-    small = write_video(tmp_path / "small.m4v", 8, format="m4v")  # a raw stream: two can be joined
-    large = write_video(tmp_path / "large.m4v", 8, size=96, start=8, format="m4v")
+    small = write_video(tmp_path / "small.m4v", black(8), format="m4v")  # a raw stream: two can be joined
+    large = write_video(tmp_path / "large.m4v", black(8, 96), start=8, format="m4v")
     (tmp_path / "grows.m4v").write_bytes(small.read_bytes() + large.read_bytes())
     monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", str(64 * 64))
     values = [item.value for item in frames(tmp_path / "grows.m4v", 8.0)]
@@ -581,7 +571,7 @@ def test_a_thin_strip_is_refused_before_its_resize_grows_it(tmp_path, monkeypatc
 
 def test_videos_that_are_not_videos(tmp_path, qwen2vl_tiny):
     model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, min_pixels=3136, max_pixels=12544)
-    one = write_video(tmp_path / "one.mp4", 1)
+    one = write_video(tmp_path / "one.mp4", black(1))
     with pytest.raises(zoo.BadInput, match="has 1 video frame"):
         model.describe(one)
     (tmp_path / "text.mp4").write_text("hello")

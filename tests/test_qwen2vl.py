@@ -2,7 +2,6 @@
 
 import re
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -10,6 +9,7 @@ from qwen_vl_utils import process_vision_info
 from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
 import zoo
+from zoo.testing import write_video
 from zoo_qwen2vl import CLASSIFY_PROMPT
 
 
@@ -27,16 +27,10 @@ def model(tiny):
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """A real 2-second mp4 written with PyAV."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=8)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(16):
-            frame = np.zeros((48, 64, 3), np.uint8)
-            frame[..., i % 3] = 40 + 10 * i
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    frames = [np.zeros((48, 64, 3), np.uint8) for _ in range(16)]
+    for i, frame in enumerate(frames):
+        frame[..., i % 3] = 40 + 10 * i
+    return write_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames)
 
 
 def plain_generate(tiny, messages, max_new_tokens):

@@ -5,7 +5,6 @@ torchvision has it and on a PyAV stand-in where it does not (0.29); zoo runs its
 carries the released processor budget (3136 .. 12845056 pixels).
 """
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -15,6 +14,7 @@ from qwen_vl_utils import process_vision_info, vision_process
 from transformers import AutoProcessor
 
 import zoo
+from zoo.testing import write_video
 from zoo_qwen2vl.testing import official_read_video
 from zoo_qwen2vl.video import frame_times
 
@@ -64,16 +64,16 @@ def image_file(tmp_path, size, mode="RGB"):
 
 def video_file(tmp_path, seconds, fps, size=(64, 48), *, suffix="mp4", codec="mpeg4", b_frames=0):
     path = tmp_path / f"clip-{seconds}s-{fps}fps-{size[0]}x{size[1]}-{codec}-{b_frames}.{suffix}"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
-        stream.codec_context.max_b_frames = b_frames  # B-frames: packets arrive out of presentation order
-        for i in range(seconds * fps):
-            frame = np.full((size[1], size[0], 3), (7 * i) % 255, np.uint8)
-            frame[:, : size[0] // 2, i % 3] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    return write_video(path, map(pattern(size), range(seconds * fps)), fps=fps, codec=codec, b_frames=b_frames)
+
+
+def pattern(size):
+    """Frame i: grey level 7i, its left half saturated in channel i % 3."""
+    def frame(i):
+        pixels = np.full((size[1], size[0], 3), (7 * i) % 255, np.uint8)
+        pixels[:, : size[0] // 2, i % 3] = 255
+        return pixels
+    return frame
 
 
 def message(*parts, text=SEED_QUESTION):

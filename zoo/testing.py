@@ -1,10 +1,13 @@
-"""What the tiny test checkpoints of every vision-language plugin share: an offline BPE and text-writing weights.
+"""What tests and benchmarks share: for the tiny checkpoints of every vision-language plugin, an offline BPE and
+text-writing weights; videos written with PyAV.
 
 Each plugin builds its own random checkpoints (zoo_florence2.testing, zoo_qwen2vl.testing) with these, saved
 like real ones, so tests load them through the same path as real weights and benchmarks time them at the
 real architecture sizes. Their tokenizers are small BPEs trained here: the vocabulary (and the output
 layer) is smaller than the released models', the only size difference from the real networks.
 """
+
+import itertools
 
 CORPUS = [
     "What does the image describe?", "Describe in detail what is shown in the image.",
@@ -42,3 +45,24 @@ def write_text_not_stop(model, eos_token_id, size):
             for p in model.parameters():
                 if p.ndim == 2:
                     p.mul_(4)
+
+
+def write_video(path, frames, *, fps=8, codec="mpeg4", b_frames=0, start=0, title=None, **options):
+    """`frames` (HxWx3 uint8 arrays) written with PyAV as a video at `fps`, the first at `start` (in frames);
+    `b_frames` > 0 sends packets out of presentation order; options go to av.open (such as format)."""
+    import av
+
+    frames = iter(frames)
+    first = next(frames)
+    with av.open(str(path), "w", **options) as container:
+        if title:
+            container.metadata["title"] = title
+        stream = container.add_stream(codec, rate=fps)
+        (stream.height, stream.width, _), stream.pix_fmt = first.shape, "yuv420p"
+        stream.codec_context.max_b_frames = b_frames
+        for i, pixels in enumerate(itertools.chain([first], frames)):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = start + i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
