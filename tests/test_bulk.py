@@ -17,6 +17,7 @@ from PIL import Image
 from safetensors import safe_open
 
 import zoo
+from localhub import Hub
 from zoo import bulk
 from zoo.cli import build_cli
 from zoo.testing import write_video
@@ -458,11 +459,11 @@ def brightness():
     return Brightness()
 
 
-folder, out = sys.argv[1], sys.argv[2]
-runs = [zoo.run("brightness", folder, task="classify", out=out + ".jsonl", fps=2.0),
-        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", concurrency=1),
-        zoo.run("brightness", folder, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", resume=True),
-        zoo.run("brightness", folder, task="classify", out=out + "-ray.csv", fps=2.0, engine="ray", concurrency=1)]
+inputs, out = sys.argv[1:3], sys.argv[3]  # a folder and a video's URL
+runs = [zoo.run("brightness", inputs, task="classify", out=out + ".jsonl", fps=2.0),
+        zoo.run("brightness", inputs, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", concurrency=1),
+        zoo.run("brightness", inputs, task="classify", out=out + "-ray.jsonl", fps=2.0, engine="ray", resume=True),
+        zoo.run("brightness", inputs, task="classify", out=out + "-ray.csv", fps=2.0, engine="ray", concurrency=1)]
 print(json.dumps([[s.done, s.failed, s.skipped] for s in runs]))
 """
 
@@ -475,17 +476,23 @@ def test_the_ray_engine_splits_videos_and_loads_models_registered_in_the_drivers
     (folder / "broken.mp4").write_bytes(b"not a video")
     Image.new("RGB", (32, 32), "white").save(folder / "white.png")
     (tmp_path / "script.py").write_text(RAY_SCRIPT)
-    done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(folder), str(tmp_path / "out")],
-                          env=subprocess_env, capture_output=True, text=True, timeout=300)
+    server = Hub()
+    server.files["clip.mp4"] = (folder / "clip.mp4").read_bytes()
+    online = {k: v for k, v in subprocess_env.items() if k not in ("ZOO_OFFLINE", "HF_HUB_OFFLINE")}
+    try:
+        done = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(folder), f"{server.url}/files/clip.mp4",
+                               str(tmp_path / "out")], env=online, capture_output=True, text=True, timeout=300)
+    finally:
+        server.close()
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.splitlines()[-1]) == [[7, 1, 0], [7, 1, 0], [0, 0, 3], [7, 1, 0]]
+    assert json.loads(done.stdout.splitlines()[-1]) == [[13, 1, 0], [13, 1, 0], [0, 0, 4], [13, 1, 0]]
     local = sorted(rows(tmp_path / "out.jsonl"), key=lambda r: r["input"])
     for ray in (rows_of_folder(tmp_path / "out-ray.jsonl"), rows_of_folder(tmp_path / "out-ray.csv")):
         assert [(r["input"], r["frame_time"], r["error"] is None) for r in ray] == \
             [(r["input"], r["frame_time"], r["error"] is None) for r in local]
         assert same_rows(ray, local)
     assert [r["predictions"][0]["label"] for r in local if r["frame_time"] is not None] == \
-        ["dark"] * 4 + ["light"] * 2  # grey levels 0, 40, ..., 200 of 255
+        (["dark"] * 4 + ["light"] * 2) * 2  # grey levels 0, 40, ..., 200 of 255; the file, then its URL
 
 
 RAY_GPU_SCRIPT = """

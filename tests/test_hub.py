@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
+import tempfile
 
 import huggingface_hub.constants
+import numpy as np
 import pytest
 import timm
 import torch
@@ -15,6 +18,7 @@ import zoo
 from localhub import Hub
 from zoo import lock
 from zoo.cli import build_cli
+from zoo.testing import write_video
 
 TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
 DEIT = "timm/deit_tiny_patch16_224.fb_in1k"
@@ -278,3 +282,57 @@ def test_image_urls_download_bounded_and_redirect_only_to_the_web(hub, samples, 
     monkeypatch.setattr(zoo.inputs, "MAX_DOWNLOAD_BYTES", 100)
     with pytest.raises(zoo.BadInput, match="larger than 0 MB"):
         model.classify(f"{hub.url}/files/cat.png")
+
+
+def clip_bytes(tmp_path):
+    """A 3-second clip at 4 fps, from black to light grey, as a server would hold it."""
+    frames = (np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12))
+    return write_video(tmp_path / "served.mp4", frames, fps=4).read_bytes()
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """The folder temporary copies go to, to show they are removed."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_video_urls_are_read_from_a_temporary_copy_once(hub, qwen2vl_tiny, tmp_path, scratch, monkeypatch):
+    import zoo.inputs
+
+    hub.files["clip.mp4"] = clip_bytes(tmp_path)
+    hub.files["notes.mp4"] = b"not a video"
+    (tmp_path / "clip.mp4").write_bytes(hub.files["clip.mp4"])
+    model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, nframes=4)
+    url = f"{hub.url}/files/clip.mp4?download=1"  # a query after the suffix still names a video
+    expected = model.describe(tmp_path / "clip.mp4", max_new_tokens=4)
+    assert model.describe(url, max_new_tokens=4) == expected
+    chat = [{"role": "user", "content": [{"type": "video", "video": url},
+                                         {"type": "text", "text": "Describe this video."}]}]
+    assert model.describe(chat, max_new_tokens=4) == expected
+    assert list(scratch.iterdir()) == []
+    for name, message in [("gone.mp4", ": could not download the video .*404"), ("notes.mp4", " is not a readable")]:
+        with pytest.raises(zoo.BadInput, match="^" + re.escape(f"{hub.url}/files/{name}") + message):  # not the copy
+            model.describe(f"{hub.url}/files/{name}", max_new_tokens=4)
+        assert hub.requests.count(("GET", f"/files/{name}")) == 1  # qwen-vl-utils' retry reads nothing again
+    monkeypatch.setattr(zoo.inputs, "MAX_VIDEO_DOWNLOAD_BYTES", 100)
+    with pytest.raises(zoo.BadInput, match="larger than 0 MB"):
+        model.describe(url, max_new_tokens=4)
+    assert list(scratch.iterdir()) == []
+
+
+def test_bulk_reads_the_frames_of_video_urls_for_image_models(hub, tmp_path, scratch):
+    hub.files["clip.mp4"] = clip_bytes(tmp_path)
+    (tmp_path / "clip.mp4").write_bytes(hub.files["clip.mp4"])
+    url, bad = f"{hub.url}/files/clip.mp4", f"{hub.url}/files/gone.webm"
+    zoo.run("vit-cifar", [url, bad], task="classify", out=tmp_path / "urls.jsonl", fps=2.0)
+    zoo.run("vit-cifar", tmp_path / "clip.mp4", task="classify", out=tmp_path / "local.jsonl", fps=2.0)
+    found, local = ([json.loads(line) for line in open(tmp_path / f)] for f in ("urls.jsonl", "local.jsonl"))
+    assert [r["input"] for r in found] == [f"{url}#t={t:.3f}" for t in (0, 0.5, 1, 1.5, 2, 2.5)] + [bad]
+    assert [r["predictions"] for r in found[:-1]] == [r["predictions"] for r in local]
+    assert found[-1]["error"].startswith(f"{bad}: could not download the video") and list(scratch.iterdir()) == []
+    with pytest.raises(zoo.BadInput, match="is a video; this model reads images"):
+        zoo.load("vit-cifar").classify(url)
+    assert hub.requests.count(("GET", "/files/clip.mp4")) == 1  # an image model is not sent to download it

@@ -168,8 +168,10 @@ def test_bad_inputs(model, samples, tmp_path, caplog):
         model.classify(samples / "cat.png", labels=["cat", "<|video_pad|>"])
     with pytest.raises(zoo.BadInput, match="prompt=array"):  # not a prompt, nor one per input
         model.describe(samples / "cat.png", prompt=np.zeros(3))
-    with pytest.raises(zoo.BadInput, match="URLs need the network"):
+    with pytest.raises(zoo.BadInput, match="image URLs need the network"):
         model.describe("https://example.com/cat.png")
+    with pytest.raises(zoo.BadInput, match="video URLs need the network"):
+        model.describe("https://example.com/clip.mp4")
     with pytest.raises(zoo.BadInput, match="not found"):
         model.describe(tmp_path / "missing.png")
 

@@ -7,7 +7,9 @@ import base64
 import binascii
 import contextlib
 import io
+import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -19,13 +21,21 @@ from .streaming import Failed, is_file_object, is_tensor
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 EMPTY_PATH = "An empty string is not an image path: pass a file's path."  # Path("") would be the current folder
 MAX_IMAGE_PIXELS = 178_956_970  # PIL's own bomb limit; ZOO_MAX_IMAGE_PIXELS changes it
-MAX_DOWNLOAD_BYTES = 64 * 2**20
+MAX_DOWNLOAD_BYTES = 64 * 2**20  # an image URL
 DOWNLOAD_SECONDS = 60
+MAX_VIDEO_DOWNLOAD_BYTES = 2**30  # a video URL, copied to a temporary file
+VIDEO_DOWNLOAD_SECONDS = 600
 URL_PREFIXES = ("http://", "https://")
 
 
 def is_video(item):
-    return isinstance(item, (str, Path)) and Path(item).suffix.lower() in VIDEO_SUFFIXES
+    """Whether a path or URL names a video, by its suffix (a URL's query and fragment left out)."""
+    return isinstance(item, (str, Path)) and not str(item).startswith("data:") and suffix(item) in VIDEO_SUFFIXES
+
+
+def suffix(item):
+    text = str(item)
+    return Path(urllib.parse.urlsplit(text).path if text.startswith(URL_PREFIXES) else text).suffix.lower()
 
 
 def max_pixels():
@@ -48,8 +58,13 @@ def open_image(item):
         return _convertible(_check_size(item, "The image"))
     if isinstance(item, Failed):  # an input its source could not read
         raise BadInput(item.error)
+    if is_video(item):
+        raise BadInput(f"{item} is a video; this model reads images: zoo.run (--out on the command line) gives it "
+                       "the video's frames (fps=), and Qwen2-VL models describe whole videos.")
     if isinstance(item, str) and item.startswith(URL_PREFIXES):
-        return _decode(_download(item), item)
+        _download(item, buffer := io.BytesIO(), "image")
+        buffer.seek(0)
+        return _decode(buffer, item)
     if isinstance(item, str) and item.startswith("data:"):
         return _decode(_data_uri(item), item[:40] + "...")
     if isinstance(item, str) and not item.strip():
@@ -69,9 +84,6 @@ def open_image(item):
 
 
 def _open(path):
-    if is_video(path):
-        raise BadInput(f"{path} is a video; this model reads images: zoo.run (--out on the command line) gives it "
-                       "the video's frames (fps=), and Qwen2-VL models describe whole videos.")
     with open(existing_file(path, "an image"), "rb") as f:
         return _decode(f, path)
 
@@ -171,27 +183,56 @@ def _data_uri(uri):
         raise BadInput(f"{uri[:40]}...: the base64 payload is damaged.") from None
 
 
-def _download(url):
-    """The bytes of an image URL; refused while offline, bounded in size and time, redirected only to http(s)."""
+def check_online(url, what):
     if offline():
-        raise BadInput(f"{url}: image URLs need the network, and downloads are off (ZOO_OFFLINE/HF_HUB_OFFLINE). "
-                       "Download the image and pass its path.")
-    deadline, data = time.monotonic() + DOWNLOAD_SECONDS, bytearray()
+        raise BadInput(f"{url}: {what} URLs need the network, and downloads are off (ZOO_OFFLINE/HF_HUB_OFFLINE). "
+                       f"Download the {what} and pass its path.")
+
+
+def _download(url, file, what):
+    """Write what an image or video URL holds to a binary file; refused while offline, bounded in size and time,
+    redirected only to http(s)."""
+    check_online(url, what)
+    limit, seconds = (MAX_VIDEO_DOWNLOAD_BYTES, VIDEO_DOWNLOAD_SECONDS) if what == "video" else \
+        (MAX_DOWNLOAD_BYTES, DOWNLOAD_SECONDS)
+    deadline, size = time.monotonic() + seconds, 0
     try:
         with urllib.request.build_opener(_WebRedirects).open(url, timeout=DOWNLOAD_SECONDS) as response:
-            while len(data) <= MAX_DOWNLOAD_BYTES and (chunk := response.read(2**20)):
-                data.extend(chunk)  # in place: adding bytes would copy everything read so far, each time
+            while size <= limit and (chunk := response.read(2**20)):
+                size += file.write(chunk)
                 if time.monotonic() > deadline:  # the timeout bounds each read; this bounds a trickle
-                    raise TimeoutError(f"still downloading after {DOWNLOAD_SECONDS} s")
+                    raise TimeoutError(f"still downloading after {seconds} s")
     except (OSError, ValueError) as e:
-        raise BadInput(f"{url}: could not download the image ({e}).") from None
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise BadInput(f"{url}: larger than {MAX_DOWNLOAD_BYTES // 2**20} MB; download it and pass its path.")
-    return bytes(data)
+        raise BadInput(f"{url}: could not download the {what} ({e}).") from None
+    if size > limit:
+        raise BadInput(f"{url}: larger than {limit // 2**20} MB; download it and pass its path.")
+
+
+@contextlib.contextmanager
+def video_file(video):
+    """The file to read a video (a path or URL) from, a URL's being a temporary copy removed afterwards, in a
+    context where PyAV's errors become a BadInput and every error names the video as given, not its copy."""
+    av = require("av", "video")
+    url = str(video).startswith(URL_PREFIXES)
+    with _copy(video) if url else contextlib.nullcontext(Path(video)) as path:
+        try:
+            yield path
+        except (av.error.FFmpegError, BadInput) as e:
+            message = str(e) if isinstance(e, BadInput) else f"{path} is not a readable video ({e})."
+            raise BadInput(message.replace(str(path), video) if url else message) from None
+
+
+@contextlib.contextmanager
+def _copy(url):
+    with tempfile.TemporaryDirectory(prefix="zoo-video-") as folder:
+        path = Path(folder, "video" + (suffix(url) if is_video(url) else ""))  # the suffix can name the format
+        with open(path, "wb") as file:
+            _download(url, file, "video")
+        yield path
 
 
 class _WebRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib also follows redirects to ftp://; an image URL may lead only to other web addresses."""
+    """urllib also follows redirects to ftp://; an image or video URL may lead only to other web addresses."""
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         if not newurl.lower().startswith(URL_PREFIXES):

@@ -109,7 +109,8 @@ class EnginePredictor(RayPredictor):
         if error is not None:
             return [Item(key, Failed(error))]
         value = os.fsdecode(value)
-        return [Item(key, value)] if value.startswith(URL_PREFIXES) else self.sources.paths([Path(value)], keep_all=True)
+        return self.sources.expand(value, 0) if value.startswith(URL_PREFIXES) else \
+            self.sources.paths([Path(value)], keep_all=True)
 
 
 def run_ray(name, inputs, *, task, out, resume, options, reading, address, concurrency, load, batch_size=64):

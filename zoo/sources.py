@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import IMAGE_SUFFIXES
-from .errors import BadInput, printable, require
+from .errors import BadInput, printable
 from .files import as_path
 from .inputs import URL_PREFIXES as WEB_PREFIXES
-from .inputs import EMPTY_PATH, VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video
+from .inputs import EMPTY_PATH, VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video, video_file
 from .streaming import Failed, is_iterator
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
@@ -68,6 +68,8 @@ class Sources:
         text = str(value)
         if not text.strip():
             return [Item(text, Failed(EMPTY_PATH))]
+        if text.startswith(WEB_PREFIXES) and is_video(text) and not self.whole_videos:
+            return frames(text, self.fps or 1.0)
         if text.startswith(URL_PREFIXES):
             return [Item(text[:200], text)]
         try:
@@ -207,18 +209,15 @@ def reason(error):
     return " ".join(str(error).split())[:120]
 
 
-def frames(path, fps):
-    """A video's frames at `fps` frames per second, decoded with PyAV as they are read."""
-    av = require("av", "video")
+def frames(video, fps):
+    """The frames of a video (a path or URL) at `fps` frames per second, decoded with PyAV as they are read."""
     try:
-        with open_video(path) as (container, _):
+        with video_file(video) as path, open_video(path) as (container, _):
             step, next_time = 1.0 / fps, 0.0
             for frame in container.decode(video=0):
                 if frame.time is not None and frame.time + 1e-9 >= next_time:
                     check_pixels(path, frame.width, frame.height, "a video frame")  # sizes may change mid-stream
-                    yield Item(f"{path}#t={frame.time:.3f}", frame.to_image(), frame.time)
+                    yield Item(f"{video}#t={frame.time:.3f}", frame.to_image(), frame.time)
                     next_time += step * (1 + int((frame.time - next_time) // step))
-    except av.error.FFmpegError as e:  # one error row, and the run goes on
-        yield Item(str(path), Failed(f"{path} is not a readable video ({e})."))
-    except BadInput as e:
-        yield Item(str(path), Failed(str(e)))
+    except BadInput as e:  # one error row, and the run goes on
+        yield Item(str(video), Failed(str(e)))

@@ -9,7 +9,7 @@ from zoo.inputs import is_video, open_image
 from zoo.options import option
 
 from .chat import SMALLEST_IMAGE, check_chat, check_text, is_messages, kind, with_budget
-from .video import check_path
+from .video import video_source
 from .video import install as install_video_reader
 
 PLUGIN = "qwen2vl"
@@ -91,12 +91,12 @@ class Qwen2VL(vlm.VisionLanguageModel):
         return [{"role": "user", "content": [*parts, {"type": "text", "text": query.prompt or default}]}]
 
     def part(self, part):
-        """One content part: images read by zoo (clear errors; offline, no request), video paths checked."""
+        """One content part: images read by zoo (clear errors; offline, no request), video paths and URLs checked."""
         if kind(part) == "image":  # image_url too: qwen-vl-utils would download it itself, offline or not
             image = open_image(part.get("image", part.get("image_url")))
             return with_budget({**{k: v for k, v in part.items() if k != "image_url"}, "image": image}, self.images)
         if "video" in part and isinstance(part["video"], (str, Path)):  # the video budget, not the image one
-            return with_budget({**part, "video": str(check_path(part["video"]))}, self.videos)
+            return with_budget({**part, "video": video_source(part["video"])}, self.videos)
         if "video" in part:  # a list of frames, as qwen-vl-utils takes them
             return {**part, "video": [open_image(f) for f in part["video"]]}
         return part

@@ -3,14 +3,16 @@
 `read_video` keeps the contract and the sampling of qwen-vl-utils' torchvision reader
 (`_read_video_torchvision`: frames between video_start and video_end, `smart_nframes` frames at
 `linspace(0, total - 1, n).round()`); it counts the frames from the packets' timestamps, without decoding,
-and decodes only up to the last frame it keeps. Everything after reading (the video pixel budget, resizing,
+and decodes only up to the last frame it keeps. A URL is read from a temporary copy, downloaded as zoo downloads
+image URLs (refused offline, bounded in size and time). Everything after reading (the video pixel budget, resizing,
 sample fps) stays qwen-vl-utils' own `fetch_video`.
 """
 
+import threading
 from pathlib import Path
 
-from zoo.errors import BadInput, require
-from zoo.inputs import check_pixels, existing_file, open_video
+from zoo.errors import BadInput
+from zoo.inputs import URL_PREFIXES, check_online, check_pixels, existing_file, open_video, video_file
 
 
 def frame_times(path, start, end, *, from_packets=True):
@@ -57,7 +59,10 @@ def sample(path, ele, *, from_packets):
     if len(times) < 2:
         raise BadInput(f"{path} has {len(times)} video frame(s) in range; a video needs at least 2 "
                        "(pass a still as an image).")
-    nframes = smart_nframes(ele, total_frames=len(times), video_fps=fps)
+    try:
+        nframes = smart_nframes(ele, total_frames=len(times), video_fps=fps)
+    except ValueError as e:  # the sampling asked for does not fit the video
+        raise BadInput(f"{path}: {e}") from None
     index = torch.linspace(0, len(times) - 1, nframes).round().long()
     kept = [times[i] for i in index.tolist()]  # rounding may sample a frame twice
     decoded = decode_kept(path, set(kept))
@@ -68,24 +73,38 @@ def sample(path, ele, *, from_packets):
 
 
 def read_video(ele):
-    """(TCHW uint8 frames, metadata, sample fps) for a qwen-vl-utils video element with a local path."""
-    av = require("av", "video")
-    path = check_path(ele["video"])
-    try:
+    """(TCHW uint8 frames, metadata, sample fps) for a qwen-vl-utils video element: a path, or a URL read from a
+    temporary copy."""
+    with video_file(video_source(ele["video"])) as path:
         result = sample(path, ele, from_packets=True) or sample(path, ele, from_packets=False)
-    except av.error.FFmpegError as e:
-        raise BadInput(f"{path} is not a readable video ({e}).") from None
-    except ValueError as e:  # smart_nframes: the sampling asked for does not fit the video
-        raise BadInput(f"{path}: {e}") from None
-    if result is None:
-        raise BadInput(f"{path} is not a readable video (its frames decode differently on each pass).")
+        if result is None:
+            raise BadInput(f"{path} is not a readable video (its frames decode differently on each pass).")
     return result
 
 
-def check_path(value):
-    if str(value).startswith(("http://", "https://")):
-        raise BadInput(f"{value}: zoo reads local videos; download it and pass its path.")
-    return existing_file(Path(str(value).removeprefix("file://")), "a video")
+def video_source(value):
+    """A video part's file (checked to exist) or URL (while downloads are allowed), as text."""
+    text = str(value)
+    if text.startswith(URL_PREFIXES):
+        check_online(text, "video")
+        return text
+    return str(existing_file(Path(text.removeprefix("file://")), "a video"))
+
+
+_failed = threading.local()
+
+
+def read_once(ele):
+    """read_video, except that the retry qwen-vl-utils makes after a failure (the same element, to the same
+    reader: this one) raises the first error again instead of reading, or downloading, the video twice."""
+    failed, _failed.read = getattr(_failed, "read", None), None
+    if failed and failed[0] is ele:
+        raise failed[1]
+    try:
+        return read_video(ele)
+    except BadInput as e:
+        _failed.read = ele, e
+        raise
 
 
 def not_a_retry(record):
@@ -96,12 +115,12 @@ def not_a_retry(record):
 def install():
     """Make zoo's reader the one qwen-vl-utils reads every video file with. Left to itself, qwen-vl-utils picks
     torchcodec or decord when installed, else torchvision's read_video (gone in torchvision 0.29), and retries a
-    failed read with torchvision's: each would skip zoo's checks (local files only, the pixel limit before
-    decoding, one-line errors) and sample frames differently from one machine to the next."""
+    failed read with torchvision's: each would skip zoo's checks (URLs only while online and bounded, the pixel
+    limit before decoding, one-line errors) and sample frames differently from one machine to the next."""
     import logging
 
     from qwen_vl_utils import vision_process
 
-    vision_process.VIDEO_READER_BACKENDS["torchvision"] = read_video
+    vision_process.VIDEO_READER_BACKENDS["torchvision"] = read_once
     vision_process.get_video_reader_backend = lambda: "torchvision"  # also quiets its line on stderr per video
     logging.getLogger(vision_process.__name__).addFilter(not_a_retry)  # the same filter is added once
