@@ -23,7 +23,8 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
     array = np.array(pil)  # writable: torch.from_numpy warns on a read-only array
     chw = torch.from_numpy(array).permute(2, 0, 1)
     data = path.read_bytes()
-    kinds = [str(path), path, pil, array, chw, chw.float() / 255, chw[None], data, io.BytesIO(data), open(path, "rb")]
+    kinds = [str(path), path, f"file://{path}", pil, array, chw, chw.float() / 255, chw[None], data, io.BytesIO(data),
+             open(path, "rb")]  # file://: the model cards' form of a local path
     for image in load_images(kinds):
         assert np.array_equal(np.asarray(image), array)
     assert len(load_images(torch.stack([chw, chw]))) == 2  # NCHW is a batch
@@ -45,6 +46,7 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
         (io.BytesIO(b"junk"), "The file object is not a readable image"),
         ([], "No inputs"),
         ("clip.mp4", r"is a video; this model reads images: zoo.run \(--out on the command line\) gives it the video.s frames"),
+        ("https://example.com/clip.mp4?x=1", "clip.mp4.x=1 is a video; this model reads images"),  # not downloaded
     ],
 )
 def test_bad_inputs_give_clear_errors(bad, message):

@@ -52,6 +52,8 @@ def test_describe_equals_plain_generate(tiny, model, samples):
     expected = plain_generate(tiny, messages, 8)
     assert model.describe(image, prompt="How many dogs do you see? Reply in Chinese.", max_new_tokens=8) == [expected]
     assert model.describe(messages, max_new_tokens=8) == [expected]  # the original chat format, as it is
+    messages[0]["content"][0]["image"] = f"file://{image}"  # the model card's form of a local path
+    assert model.describe(messages, max_new_tokens=8) == [plain_generate(tiny, messages, 8)] == [expected]
 
 
 def test_batched_with_left_padding_equals_one_by_one(model, samples):
@@ -82,6 +84,9 @@ def test_video_goes_through_pyav(tiny, model, clip):
     messages = [{"role": "user", "content": [{"type": "video", "video": str(clip)},
                                              {"type": "text", "text": "Describe this video."}]}]
     assert model.describe(messages, max_new_tokens=6) == text
+    local = [{"role": "user", "content": [{"type": "video", "video": f"file://{clip}"}]}]  # as the model card writes it
+    assert model.describe(local, max_new_tokens=6) == model.describe([{"role": "user", "content": [
+        {"type": "video", "video": str(clip)}]}], max_new_tokens=6)
 
 
 def test_classify_equals_brute_force_per_label(model, samples):

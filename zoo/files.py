@@ -10,10 +10,10 @@ from .errors import BadInput, ZooError
 
 
 def as_path(value):
-    """A Path from what a user passed, `~` expanded; one line for what no file system takes (a NUL byte, a
-    character it cannot store, a name over its length limits), where Python raises ValueError or OSError, which
-    would read as bugs."""
-    text = os.fspath(value)
+    """A Path from what a user passed, `~` expanded, `file://` dropped (as qwen-vl-utils reads the model cards'
+    `file:///path/to/image.jpg`); one line for what no file system takes (a NUL byte, a character it cannot store,
+    a name over its length limits), where Python raises ValueError or OSError, which would read as bugs."""
+    text = os.fspath(value).removeprefix("file://")
     if "\x00" in text:
         raise BadInput(f"{text!r} is not a usable path: it holds a NUL byte.")
     try:

@@ -9,9 +9,9 @@ sample fps) stays qwen-vl-utils' own `fetch_video`.
 """
 
 import threading
-from pathlib import Path
 
 from zoo.errors import BadInput
+from zoo.files import as_path
 from zoo.inputs import URL_PREFIXES, check_online, check_pixels, existing_file, open_video, video_file
 
 
@@ -88,7 +88,7 @@ def video_source(value):
     if text.startswith(URL_PREFIXES):
         check_online(text, "video")
         return text
-    return str(existing_file(Path(text.removeprefix("file://")), "a video"))
+    return str(existing_file(as_path(text), "a video"))
 
 
 _failed = threading.local()
