@@ -99,6 +99,10 @@ def test_offline_urls_in_chat_messages_make_no_request(qwen2vl_tiny, no_network,
         model.describe(chat, max_new_tokens=2)
     with pytest.raises(zoo.BadInput, match="need the network"):
         zoo.load("vit-cifar").classify("https://example.com/cat.png")
+    with pytest.raises(zoo.BadInput, match="video URLs need the network"):
+        model.describe([{"role": "user", "content": [{"type": "video", "video": "http://127.0.0.1:9/clip.mp4"}]}])
+    [frame] = Sources().items("http://127.0.0.1:9/clip.mp4")  # an image model's frames of a video URL
+    assert "video URLs need the network" in frame.value.error
     encoded = base64.b64encode((samples / "cat.png").read_bytes()).decode()
     chat[0]["content"][0]["image"] = f"data:image/png;base64,{encoded}"
     assert model.describe(chat, max_new_tokens=2)  # decoded locally
