@@ -1,5 +1,7 @@
 """Bulk inference: every input and output kind, error rows, kill-and-resume, video frames, the Ray engine."""
 
+import base64
+import io
 import json
 import os
 import re
@@ -20,6 +22,7 @@ import zoo
 from localhub import Hub
 from zoo import bulk
 from zoo.cli import build_cli
+from zoo.sources import Sources
 from zoo.testing import write_video
 
 
@@ -212,6 +215,21 @@ def test_zoo_run_reads_an_iterator_once_as_it_goes_and_resumes_it(samples, tmp_p
     zoo.run("vit-cifar", iter(["", " ", str(paths[0])]), task="classify", out=tmp_path / "e.jsonl")
     assert [r["error"] for r in rows(tmp_path / "e.jsonl")] == \
         ["An empty string is not an image path: pass a file's path."] * 2 + [None]
+
+
+def test_data_uris_and_long_urls_are_told_apart_and_resume(tmp_path):
+    uris = []
+    for colour in ("red", "blue"):  # JPEGs written alike share their first few hundred base64 characters
+        Image.new("RGB", (32, 32), colour).save(buffer := io.BytesIO(), "JPEG")
+        uris.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
+    out = tmp_path / "d.jsonl"
+    zoo.run("vit-cifar", uris[:1], task="classify", out=out)
+    summary = zoo.run("vit-cifar", uris, task="classify", out=out, resume=True)
+    assert (summary.done, summary.skipped) == (1, 1)
+    keys = [r["input"] for r in rows(out)]
+    assert [k.partition(",...#sha256=")[0] for k in keys] == ["data:image/jpeg;base64"] * 2 and len(set(keys)) == 2
+    long = [f"https://example.com/{'x' * 300}/{i}.png" for i in range(2)]
+    assert [i.key for i in Sources().items(long)] == long
 
 
 def test_a_dash_reads_paths_from_standard_input(samples, tmp_path):

@@ -1,13 +1,15 @@
 """What bulk inference reads: files, folders, globs, lists of paths or URLs, CSV/Parquet manifests, video frames.
 
 Every source becomes `Item`s: a key that names the input in the output (a path, a URL, `path#t=1.500` for a
-video frame, `input-3` for an in-memory image) and the value a model reads. Nothing is decoded here except
-video frames, and those only as they are read: the items stream, so memory does not grow with their number.
+video frame, `data:image/png;base64,...#sha256=...` for a data: URI, `input-3` for an in-memory image) and the
+value a model reads. Nothing is decoded here except video frames, and those only as they are read: the items
+stream, so memory does not grow with their number.
 """
 
 import collections
 import csv
 import dataclasses
+import hashlib
 import itertools
 import os
 from dataclasses import dataclass
@@ -71,7 +73,7 @@ class Sources:
         if text.startswith(WEB_PREFIXES) and is_video(text) and not self.whole_videos:
             return frames(text, self.fps or 1.0)
         if text.startswith(URL_PREFIXES):
-            return [Item(text[:200], text)]
+            return [Item(url_key(text), text)]
         try:
             path = as_path(text)
         except BadInput as e:  # named in a list or manifest: one error row, and the run goes on
@@ -116,6 +118,15 @@ class Sources:
                                "or globs.")
             yield from self.expand(text if text.startswith(URL_PREFIXES) or Path(text).is_absolute()
                                    else str(path.parent / text), 0)
+
+
+def url_key(text):
+    """A URL names itself; a data: URI, which holds a whole image, by its media type and the sha256 of it all
+    (the first few hundred characters of JPEGs written alike are the same)."""
+    if not text.startswith("data:"):
+        return text
+    digest = hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
+    return f"{text.partition(',')[0][:100]},...#sha256={digest}"
 
 
 def glob_paths(pattern):
