@@ -329,6 +329,8 @@ def test_globs_skip_hidden_files_and_never_follow_a_link_back_up(photos, tmp_pat
     zoo.run("vit-cifar", f"{photos}/**/*.png", task="classify", out=tmp_path / "g.jsonl")
     found = [r["input"] for r in rows(tmp_path / "g.jsonl")]
     assert len(found) == 11 and len(set(found)) == 11 and not any("/up/" in f or "/." in f for f in found)
+    zoo.run("vit-cifar", f"file://{photos}/**/*.png", task="classify", out=tmp_path / "f.jsonl")  # a file:// glob
+    assert [r["input"] for r in rows(tmp_path / "f.jsonl")] == found
 
 
 def test_videos_become_frames_for_image_models(tmp_path):

@@ -79,7 +79,7 @@ class Sources:
         except BadInput as e:  # named in a list or manifest: one error row, and the run goes on
             return [Item(text[:200], Failed(str(e)))]
         if any(c in text for c in "*?[") and not path.exists():  # 'IMG [1].jpg' is a file, not a pattern
-            found = glob_paths(text)
+            found = glob_paths(str(path))
             return self.paths(found) if found else [Item(text[:200], Failed(f"No file matches {text[:200]}."))]
         if path.is_dir():
             walk = path.rglob("*") if self.recursive else path.iterdir()
