@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 
 from zoo import plugins, registry  # noqa: E402
 from zoo.datasets import cifar10_sample  # noqa: E402
+from zoo.testing import write_video  # noqa: E402
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -48,6 +49,12 @@ def isolated(tmp_path, monkeypatch):
 @pytest.fixture
 def samples():
     return SAMPLES
+
+
+@pytest.fixture
+def write_clip():
+    """Writes a three-second clip at 4 fps, from black to light grey, to the path it is given; returns the path."""
+    return lambda path: write_video(path, (np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12)), fps=4)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ from localhub import Hub
 from zoo import bulk
 from zoo.cli import build_cli
 from zoo.sources import Sources
-from zoo.testing import write_video
 
 
 @pytest.fixture
@@ -318,11 +317,6 @@ def test_resume_refuses_a_file_that_is_not_zoos_results_and_keeps_it(samples, tm
     assert out.read_bytes() == content and not out.with_name(name + ".parts").exists()
 
 
-def write_clip(clip):
-    """Three seconds at 4 fps, from black to light grey."""
-    return write_video(clip, (np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12)), fps=4)
-
-
 def test_globs_skip_hidden_files_and_never_follow_a_link_back_up(photos, tmp_path):
     (photos / "more" / "up").symlink_to("..")  # a loop: photos/more/up/more/up/...
     Image.open(photos / "cat.png").save(photos / ".cat.png")  # hidden, as a shell glob leaves it out
@@ -333,7 +327,7 @@ def test_globs_skip_hidden_files_and_never_follow_a_link_back_up(photos, tmp_pat
     assert [r["input"] for r in rows(tmp_path / "f.jsonl")] == found
 
 
-def test_videos_become_frames_for_image_models(tmp_path):
+def test_videos_become_frames_for_image_models(tmp_path, write_clip):
     clip = write_clip(tmp_path / "clip.mp4")
     zoo.run("vit-cifar", clip, task="classify", out=tmp_path / "f.jsonl", fps=2.0)
     found = rows(tmp_path / "f.jsonl")
@@ -341,7 +335,8 @@ def test_videos_become_frames_for_image_models(tmp_path):
     assert found[1]["input"] == f"{clip}#t=0.500" and all(r["predictions"] for r in found)
 
 
-def test_a_model_that_reads_video_gets_whole_videos_whatever_the_reading_options(qwen2vl_tiny, tmp_path):
+def test_a_model_that_reads_video_gets_whole_videos_whatever_the_reading_options(qwen2vl_tiny, tmp_path,
+                                                                                  write_clip):
     folder = tmp_path / "clips"
     folder.mkdir()
     write_clip(folder / "clip.mp4")
@@ -489,7 +484,8 @@ print(json.dumps([[s.done, s.failed, s.skipped] for s in runs]))
 
 
 @pytest.mark.slow
-def test_the_ray_engine_splits_videos_and_loads_models_registered_in_the_drivers_code(tmp_path, subprocess_env):
+def test_the_ray_engine_splits_videos_and_loads_models_registered_in_the_drivers_code(tmp_path, subprocess_env,
+                                                                                     write_clip):
     folder = tmp_path / "media"
     folder.mkdir()
     write_clip(folder / "clip.mp4")

@@ -6,7 +6,6 @@ import re
 import tempfile
 
 import huggingface_hub.constants
-import numpy as np
 import pytest
 import timm
 import torch
@@ -18,7 +17,6 @@ import zoo
 from localhub import Hub
 from zoo import lock
 from zoo.cli import build_cli
-from zoo.testing import write_video
 
 TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
 DEIT = "timm/deit_tiny_patch16_224.fb_in1k"
@@ -284,12 +282,6 @@ def test_image_urls_download_bounded_and_redirect_only_to_the_web(hub, samples, 
         model.classify(f"{hub.url}/files/cat.png")
 
 
-def clip_bytes(tmp_path):
-    """A 3-second clip at 4 fps, from black to light grey, as a server would hold it."""
-    frames = (np.full((32, 32, 3), 20 * i, np.uint8) for i in range(12))
-    return write_video(tmp_path / "served.mp4", frames, fps=4).read_bytes()
-
-
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
     """The folder temporary copies go to, to show they are removed."""
@@ -299,12 +291,12 @@ def scratch(tmp_path, monkeypatch):
     return folder
 
 
-def test_video_urls_are_read_from_a_temporary_copy_once(hub, qwen2vl_tiny, tmp_path, scratch, monkeypatch):
+def test_video_urls_are_read_from_a_temporary_copy_once(hub, qwen2vl_tiny, tmp_path, scratch, monkeypatch,
+                                                         write_clip):
     import zoo.inputs
 
-    hub.files["clip.mp4"] = clip_bytes(tmp_path)
+    hub.files["clip.mp4"] = write_clip(tmp_path / "clip.mp4").read_bytes()
     hub.files["notes.mp4"] = b"not a video"
-    (tmp_path / "clip.mp4").write_bytes(hub.files["clip.mp4"])
     model = zoo.load("qwen2-vl-2b-instruct", weights=qwen2vl_tiny, nframes=4)
     url = f"{hub.url}/files/clip.mp4?download=1"  # a query after the suffix still names a video
     expected = model.describe(tmp_path / "clip.mp4", max_new_tokens=4)
@@ -323,9 +315,8 @@ def test_video_urls_are_read_from_a_temporary_copy_once(hub, qwen2vl_tiny, tmp_p
     assert list(scratch.iterdir()) == []
 
 
-def test_bulk_reads_the_frames_of_video_urls_for_image_models(hub, tmp_path, scratch):
-    hub.files["clip.mp4"] = clip_bytes(tmp_path)
-    (tmp_path / "clip.mp4").write_bytes(hub.files["clip.mp4"])
+def test_bulk_reads_the_frames_of_video_urls_for_image_models(hub, tmp_path, scratch, write_clip):
+    hub.files["clip.mp4"] = write_clip(tmp_path / "clip.mp4").read_bytes()
     url, bad = f"{hub.url}/files/clip.mp4", f"{hub.url}/files/gone.webm"
     zoo.run("vit-cifar", [url, bad], task="classify", out=tmp_path / "urls.jsonl", fps=2.0)
     zoo.run("vit-cifar", tmp_path / "clip.mp4", task="classify", out=tmp_path / "local.jsonl", fps=2.0)
