@@ -68,6 +68,25 @@ def test_classify_table_and_json(samples):
     assert {p["label"] for p in json.loads(result.output)[0]["predictions"]} == {"frog", "cat"}
 
 
+def test_a_bad_input_is_named_and_the_others_printed(samples, tmp_path):
+    """As in a bulk run (and FiftyOne's skip_failures): one unreadable file in a folder costs only its own result."""
+    for name in ("cat", "dog"):
+        (tmp_path / f"{name}.png").write_bytes((samples / f"{name}.png").read_bytes())
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    failed = [f"Error: {tmp_path / 'broken.png'} is not a readable image (no image format that Pillow reads).",
+              "Error: 1 of 3 inputs failed, each named above; the results of the other 2 are printed."]
+    result = zoo_cli("classify", "vit-cifar", tmp_path, "--top-k", "1")
+    assert result.exit_code == 1 and result.stderr.splitlines() == failed
+    assert [line.split()[:3] for line in result.stdout.splitlines()[1:]] == [
+        [str(tmp_path / "cat.png"), "1", "cat"], [str(tmp_path / "dog.png"), "1", "dog"]]
+    result = zoo_cli("classify", "vit-cifar", tmp_path, "--json")
+    assert result.exit_code == 1 and [r["input"] for r in json.loads(result.stdout)] == [
+        str(tmp_path / "cat.png"), str(tmp_path / "dog.png")]
+    result = zoo_cli("classify", "vit-cifar", tmp_path / "broken.png", tmp_path / "broken.png")
+    assert result.exit_code == 1 and result.stdout == "" and result.stderr.splitlines()[-1] == (
+        "Error: 2 of 2 inputs failed, each named above.")
+
+
 def test_embed_writes_safetensors_and_npy(samples, tmp_path):
     result = zoo_cli("embed", "vit-cifar", samples / "cat.png", samples / "dog.png", "--out", tmp_path / "e.safetensors")
     assert result.exit_code == 0 and result.output.startswith("done 2, failed 0, skipped 0")

@@ -194,6 +194,16 @@ def test_cli_describe_and_detect_draw(tiny, samples, tmp_path):
                                          "--draw", str(tmp_path / "drawn")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "drawn" / "cat.boxes.png").stat().st_size > 0
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    inputs = [str(samples / "cat.png"), str(broken), str(samples / "dog.png")]
+    result = runner.invoke(build_cli(), ["describe", "florence-2-base", *inputs, "--weights", str(tiny),
+                                         "--max-new-tokens", "4"])
+    assert result.exit_code == 1 and [line.split(":")[0] for line in result.stdout.splitlines()] == inputs[::2]
+    assert f"Error: {broken} is not a readable image" in result.stderr
+    result = runner.invoke(build_cli(), ["detect", "florence-2-base", *inputs, "--weights", str(tiny), "--draw",
+                                         str(tmp_path / "drawn")])
+    assert result.exit_code == 1 and (tmp_path / "drawn" / "dog.boxes.png").stat().st_size > 0
 
 
 def test_generation_runs_one_input_at_a_time_on_a_cpu_unless_told(tiny):

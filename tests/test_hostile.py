@@ -324,13 +324,14 @@ def test_a_row_the_database_refuses_after_the_work_is_kept_in_a_file(tmp_path, m
 
 
 def test_drawings_of_same_named_inputs_do_not_overwrite(tmp_path, samples):
-    from zoo.drawing import draw_detections
+    from zoo.drawing import Drawer
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         Image.open(samples / "cat.png").save(tmp_path / folder / "cat.png")
     swapped = [zoo.Detection((20.0, 20.0, 4.0, 4.0), "猫 café", 0.9)]  # corners a model gave the other way round
-    written = draw_detections([tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.png"], [[], swapped], tmp_path / "out")
+    drawer = Drawer(tmp_path / "out")
+    written = [drawer.draw(tmp_path / "a" / "cat.png", []), drawer.draw(tmp_path / "b" / "cat.png", swapped)]
     assert [p.name for p in written] == ["cat.boxes.png", "cat-2.boxes.png"]
     assert np.asarray(Image.open(written[1]))[4, 10].tolist() == [255, 0, 0]  # the box's top edge
 

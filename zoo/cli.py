@@ -1,5 +1,6 @@
 """The `zoo` command: a thin layer over the Python API. Heavy imports stay inside the commands."""
 
+import itertools
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ from .config import truthy
 from .errors import BadInput, ZooError, require
 from .files import as_path, check_writable
 from .records import TASKS
+from .streaming import Failed
 from .tables import table
 
 
@@ -278,14 +280,57 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
 
 
 def loaded(name, inputs, task, options, load, printed):
-    """(model, input names, input values) for results printed here; None when --out ran a bulk run instead.
+    """(model, its Printed results) for results printed here; None when --out ran a bulk run instead.
     `printed`: {flag: whether given} for the flags that shape printed results."""
     bulk = split_bulk(load)
     check_flags(bulk, printed)
     if bulk["out"]:
         return run_bulk(name, inputs, task, options, load, bulk)
     model = load_model(name, load, task, options)
-    return (model, *shown(model, inputs, bulk))
+    return model, Printed(model, task, inputs, bulk, options)
+
+
+class Printed:
+    """The results of a command that prints them, input by input as the model gives them: a folder's images or
+    a video's frames are never all in memory. As in a bulk run (and FiftyOne's skip_failures), an input that
+    fails does not stop the others: iterating yields (item, result) for those that worked, and `report()`, once
+    they are printed, names each that failed on stderr and exits 1."""
+
+    def __init__(self, model, task, inputs, bulk, options):
+        from .sources import sources_for
+
+        items = sources_for(model.reads_video, **reading_of(bulk)).items(with_stdin(inputs))
+        self.first = list(itertools.islice(items, 2))  # enough to know whether there is one input, or none
+        if not self.first:
+            raise ZooError("No inputs found: the folders and globs hold no files of the kinds --ext names.")
+        self.model, self.task, self.options = model, task, options
+        self.items, self.failed, self.total = itertools.chain(self.first, items), [], 0
+
+    @property
+    def single(self):
+        return len(self.first) == 1
+
+    def __iter__(self):
+        from .bulk import Summary, paired
+
+        for item, result in paired(self.model, self.task, self.items, set(), self.options, Summary()):
+            self.total += 1
+            if not isinstance(result, Failed):
+                yield item, result
+            else:
+                self.failed.append(result.error if item.key in result.error else f"{item.key}: {result.error}")
+
+    def report(self):
+        """Once the results are printed: each input that failed as an 'Error:' line, then exit 1."""
+        if not self.failed:
+            return
+        if self.total == 1:
+            raise ZooError(self.failed[0])
+        for error in self.failed:
+            click.echo(f"Error: {error}", err=True)
+        worked = self.total - len(self.failed)
+        raise ZooError(f"{len(self.failed)} of {self.total} inputs failed, each named above" +
+                       (f"; the results of the other {worked} are printed." if worked else "."))
 
 
 def with_stdin(inputs):
@@ -305,16 +350,6 @@ def stdin_lines():
     return named_lines(os.fsdecode(line) for line in bounded_lines(sys.stdin.buffer, "standard input"))
 
 
-def shown(model, inputs, bulk):
-    """(names, values) of the inputs for results printed here: folders and manifests expanded."""
-    from .sources import sources_for
-
-    items = list(sources_for(model.reads_video, **reading_of(bulk)).items(list(with_stdin(inputs))))
-    if not items:
-        raise ZooError("No inputs found: the folders and globs hold no files of the kinds --ext names.")
-    return [i.key for i in items], [i.value for i in items]
-
-
 @cli.command()
 @click.argument("name")
 @click.argument("inputs", nargs=-1, required=True)
@@ -329,12 +364,14 @@ def classify(name, inputs, top_k, labels, as_json, **load):
     found = loaded(name, inputs, "classify", options, load, {"--json": as_json})
     if found is None:  # --out: a bulk run wrote them
         return
-    model, names, values = found
-    results = model.classify(values, **options)
-    if as_json:
-        return emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in zip(names, results)])
-    rows = [(i, rank + 1, p.label, f"{p.score:.4f}") for i, r in zip(names, results) for rank, p in enumerate(r)]
-    click.echo(table(rows, ["INPUT", "RANK", "LABEL", "SCORE"]))
+    model, shown = found
+    results = [(item.key, predictions) for item, predictions in shown]
+    if as_json and results:
+        emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in results])
+    elif results:
+        rows = [(i, rank + 1, p.label, f"{p.score:.4f}") for i, r in results for rank, p in enumerate(r)]
+        click.echo(table(rows, ["INPUT", "RANK", "LABEL", "SCORE"]))
+    shown.report()
 
 
 @cli.command()
@@ -353,18 +390,21 @@ def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load
     found = loaded(name, inputs, "describe", options, load, {"--json": as_json, "--stream": stream is not None})
     if found is None:  # --out: a bulk run wrote them
         return
-    model, names, values = found
+    model, shown = found
     if stream is None:
-        stream = len(values) == 1 and sys.stdout.isatty() and not as_json
+        stream = shown.single and sys.stdout.isatty() and not as_json
     if stream and hasattr(model, "stream_text"):
-        for piece in model.stream_text(values[0], **options):
+        for piece in model.stream_text(shown.first[0].value, **options):
             click.echo(piece, nl=False)
         return click.echo()
-    texts = model.describe(values, **options)
     if as_json:
-        return emit_json([{"input": i, "text": t} for i, t in zip(names, texts)])
-    for i, text in zip(names, texts):
-        click.echo(f"{i}: {text}")
+        texts = [{"input": item.key, "text": text} for item, text in shown]
+        if texts:
+            emit_json(texts)
+    else:
+        for item, text in shown:  # each as it is written: answers are slow to come
+            click.echo(f"{item.key}: {text}")
+    shown.report()
 
 
 @cli.command()
@@ -396,17 +436,24 @@ def detect(name, inputs, task, phrase, draw, as_json, **load):
     found = loaded(name, inputs, "detect", options, load, {"--json": as_json, "--draw": bool(draw)})
     if found is None:  # --out: a bulk run wrote them
         return
-    model, names, values = found
-    results = model.detect(values, **options)
-    if draw:
-        from .drawing import draw_detections
+    model, shown = found
+    results = list(drawn(shown, draw) if draw else ((item.key, detections) for item, detections in shown))
+    if as_json and results:
+        emit_json([{"input": i, "detections": [d.to_dict() for d in r]} for i, r in results])
+    elif results:
+        rows = [(i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in results for d in r]
+        click.echo(table(rows, ["INPUT", "LABEL", "BOX"]))
+    shown.report()
 
-        for path in draw_detections(values, results, as_path(draw)):
-            click.echo(f"Drew {path}", err=True)
-    if as_json:
-        return emit_json([{"input": i, "detections": [d.to_dict() for d in r]} for i, r in zip(names, results)])
-    rows = [(i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in zip(names, results) for d in r]
-    click.echo(table(rows, ["INPUT", "LABEL", "BOX"]))
+
+def drawn(shown, folder):
+    """(input, detections) as each image is saved with its boxes drawn into `folder`."""
+    from .drawing import Drawer
+
+    drawer = Drawer(as_path(folder))
+    for item, detections in shown:
+        click.echo(f"Drew {drawer.draw(item.value, detections)}", err=True)
+        yield item.key, detections
 
 
 @cli.command()

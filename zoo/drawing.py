@@ -3,17 +3,20 @@
 from pathlib import Path
 
 from .inputs import load_image
-from .streaming import iter_inputs
 
 
-def draw_detections(inputs, results, folder):
-    """Save each input with its boxes and labels drawn; returns the written paths."""
-    from PIL import ImageDraw
+class Drawer:
+    """Saves copies of input images with their boxes and labels drawn into `folder`, a file name for each."""
 
-    from .files import atomic_path
+    def __init__(self, folder):
+        self.folder, self.used, self.count = folder, set(), 0
 
-    written, used = [], set()
-    for number, (item, detections) in enumerate(zip(iter_inputs(inputs), results)):
+    def draw(self, item, detections):
+        """Writes `item` with its detections drawn; returns the path written."""
+        from PIL import ImageDraw
+
+        from .files import atomic_path
+
         image = load_image(item)
         pen = ImageDraw.Draw(image)
         for d in detections:
@@ -21,11 +24,11 @@ def draw_detections(inputs, results, folder):
             box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))  # a model may give the corners swapped
             pen.rectangle(box, outline=(255, 0, 0), width=max(1, image.width // 200))
             pen.text((box[0] + 2, box[1] + 2), d.label, fill=(255, 0, 0))
-        path = folder / f"{unique(stem_of(item, number), used)}.boxes.png"
+        self.count += 1
+        path = self.folder / f"{unique(stem_of(item, self.count - 1), self.used)}.boxes.png"
         with atomic_path(path) as tmp:
             image.save(tmp, format="PNG")
-        written.append(path)
-    return written
+        return path
 
 
 def stem_of(item, number):
