@@ -216,7 +216,7 @@ def test_zoo_run_reads_an_iterator_once_as_it_goes_and_resumes_it(samples, tmp_p
         ["An empty string is not an image path: pass a file's path."] * 2 + [None]
 
 
-def test_data_uris_and_long_urls_are_told_apart_and_resume(tmp_path):
+def test_data_uris_long_urls_and_long_paths_are_told_apart_and_resume(tmp_path):
     uris = []
     for colour in ("red", "blue"):  # JPEGs written alike share their first few hundred base64 characters
         Image.new("RGB", (32, 32), colour).save(buffer := io.BytesIO(), "JPEG")
@@ -229,6 +229,9 @@ def test_data_uris_and_long_urls_are_told_apart_and_resume(tmp_path):
     assert [k.partition(",...#sha256=")[0] for k in keys] == ["data:image/jpeg;base64"] * 2 and len(set(keys)) == 2
     long = [f"https://example.com/{'x' * 300}/{i}.png" for i in range(2)]
     assert [i.key for i in Sources().items(long)] == long
+    unusable = [f"/{'x' * 5000}/{i}.png" for i in range(2)]  # longer than any path: error rows, each its own key
+    keys = [i.key for i in Sources().items(unusable)]
+    assert len(set(keys)) == 2 and all(k.startswith("/" + "x" * 199 + "...#sha256=") for k in keys)
 
 
 def test_a_dash_reads_paths_from_standard_input(samples, tmp_path):

@@ -26,6 +26,7 @@ from .streaming import Failed, is_iterator
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
 LIST_SUFFIXES = (".txt", ".lst")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
+MAX_KEY = 4096  # characters of an input's text kept whole as its key (a path is at most 4 KiB)
 MAX_LINE = 1 << 20  # characters in one line of a list, a CSV manifest or standard input (a path is at most 4 KiB)
 
 
@@ -73,14 +74,14 @@ class Sources:
         if text.startswith(WEB_PREFIXES) and is_video(text) and not self.whole_videos:
             return frames(text, self.fps or 1.0)
         if text.startswith(URL_PREFIXES):
-            return [Item(url_key(text), text)]
+            return [Item(input_key(text), text)]
         try:
             path = as_path(text)
         except BadInput as e:  # named in a list or manifest: one error row, and the run goes on
-            return [Item(text[:200], Failed(str(e)))]
+            return [Item(input_key(text), Failed(str(e)))]
         if any(c in text for c in "*?[") and not path.exists():  # 'IMG [1].jpg' is a file, not a pattern
             found = glob_paths(str(path))
-            return self.paths(found) if found else [Item(text[:200], Failed(f"No file matches {text[:200]}."))]
+            return self.paths(found) if found else [Item(input_key(text), Failed(f"No file matches {text[:200]}."))]
         if path.is_dir():
             walk = path.rglob("*") if self.recursive else path.iterdir()
             return self.paths(sorted(walk))
@@ -120,13 +121,15 @@ class Sources:
                                    else str(path.parent / text), 0)
 
 
-def url_key(text):
-    """A URL names itself; a data: URI, which holds a whole image, by its media type and the sha256 of it all
-    (the first few hundred characters of JPEGs written alike are the same)."""
-    if not text.startswith("data:"):
+def input_key(text):
+    """How a results file names an input given as text: as written, up to MAX_KEY characters (every usable path);
+    a data: URI, which holds a whole image, by its media type and the sha256 of it all (the first few hundred
+    characters of JPEGs written alike are the same); anything longer by its start and the sha256 of it all."""
+    if not text.startswith("data:") and len(text) <= MAX_KEY:
         return text
     digest = hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
-    return f"{text.partition(',')[0][:100]},...#sha256={digest}"
+    start = text.partition(",")[0][:100] + "," if text.startswith("data:") else text[:200]
+    return f"{start}...#sha256={digest}"
 
 
 def glob_paths(pattern):
