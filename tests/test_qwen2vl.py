@@ -89,12 +89,14 @@ def test_video_goes_through_pyav(tiny, model, clip):
         {"type": "video", "video": str(clip)}]}], max_new_tokens=6)
 
 
-def test_classify_equals_brute_force_per_label(model, samples):
+@pytest.mark.parametrize("medium", ["image", "video"])
+def test_classify_equals_brute_force_per_label(model, samples, write_clip, tmp_path, medium):
     labels = ["cat", "dog", "a red truck", "airplane"]
-    image = samples / "frog.png"
+    image = samples / "frog.png" if medium == "image" else write_clip(tmp_path / "clip.mp4")
     tok = model.processor.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")
-    question = CLASSIFY_PROMPT.format(labels=", ".join(labels))
+    question = CLASSIFY_PROMPT.format(labels=", ".join(labels), medium=medium)  # the video's question says video
+    assert [q.prompt for q in model.items([image], model.call_options("classify", {"labels": labels}))] == [question]
     batch = model.model_inputs(image, prompt=question)
     prefix = batch["input_ids"].shape[1]
     totals = []

@@ -10,11 +10,19 @@ from typing import Any, NamedTuple
 
 from .config import home
 from .errors import BadInput, MissingWeights
+from .inputs import is_video
 from .model import Model, top_predictions
 from .runtime import ATTENTION, has_flash_attn
 from .streaming import iter_inputs
 
 REQUIRED_FILES = ("config.json",)
+
+
+def medium(item):
+    """What a classify question calls an input: a video, several images, or an image."""
+    if is_video(item):
+        return "video"
+    return "images" if isinstance(item, (list, tuple)) and len(item) > 1 else "image"
 
 
 def per_input(value):
@@ -81,7 +89,7 @@ class VisionLanguageModel(Model):
     default_batch_size = 8  # on a GPU; on a CPU, one input at a time (CPU_BATCH_SIZE)
     requires = {"transformers": "vlm"}
     card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
-    classify_prompt = None  # a question about the labels ('{labels}'), for models that classify by answering
+    classify_prompt = None  # a question about the labels ('{labels}', '{medium}'), for models that classify by answering
     per_input_options = ("prompt",)  # call options that may hold one value per input
     places_layers = True
     attentions = ATTENTION
@@ -111,9 +119,10 @@ class VisionLanguageModel(Model):
     # -- inputs ---------------------------------------------------------------------------------------
 
     def items(self, inputs, options):
-        prompt = getattr(options, "prompt", None)
-        if getattr(options, "labels", None) and self.classify_prompt:
-            prompt = self.classify_prompt.format(labels=", ".join(options.labels))
+        prompt, labels = getattr(options, "prompt", None), getattr(options, "labels", None)
+        if labels and self.classify_prompt:
+            return (Query(item, self.classify_prompt.format(labels=", ".join(labels), medium=medium(item)))
+                    for item in iter_inputs(inputs))
         if per_input(prompt):
             return (Query(item, text) for item, text in zip(iter_inputs(inputs), prompt))
         return (Query(item, prompt) for item in iter_inputs(inputs))

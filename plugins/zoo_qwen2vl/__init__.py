@@ -15,7 +15,7 @@ from .video import install as install_video_reader
 PLUGIN = "qwen2vl"
 IMAGE_PROMPT = "Describe this image."
 VIDEO_PROMPT = "Describe this video."
-CLASSIFY_PROMPT = "Which of these is shown in the image? Answer with one of: {labels}."
+CLASSIFY_PROMPT = "Which of these is shown in the {medium}? Answer with one of: {labels}."
 
 
 @dataclass(frozen=True)
