@@ -332,7 +332,10 @@ def test_drawings_of_same_named_inputs_do_not_overwrite(tmp_path, samples):
     swapped = [zoo.Detection((20.0, 20.0, 4.0, 4.0), "猫 café", 0.9)]  # corners a model gave the other way round
     drawer = Drawer(tmp_path / "out")
     written = [drawer.draw(tmp_path / "a" / "cat.png", []), drawer.draw(tmp_path / "b" / "cat.png", swapped)]
-    assert [p.name for p in written] == ["cat.boxes.png", "cat-2.boxes.png"]
+    frame = Image.new("RGB", (8, 8))
+    written += [drawer.draw(frame, [], f"{tmp_path}/clip.mp4#t={t}") for t in ("0.000", "0.500")] + [drawer.draw(frame, [])]
+    assert [p.name for p in written] == ["cat.boxes.png", "cat-2.boxes.png", "clip-t0.000.boxes.png",
+                                         "clip-t0.500.boxes.png", "image4.boxes.png"]
     assert np.asarray(Image.open(written[1]))[4, 10].tolist() == [255, 0, 0]  # the box's top edge
 
 

@@ -452,7 +452,7 @@ def drawn(shown, folder):
 
     drawer = Drawer(as_path(folder))
     for item, detections in shown:
-        click.echo(f"Drew {drawer.draw(item.value, detections)}", err=True)
+        click.echo(f"Drew {drawer.draw(item.value, detections, item.key)}", err=True)
         yield item.key, detections
 
 

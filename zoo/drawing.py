@@ -11,8 +11,9 @@ class Drawer:
     def __init__(self, folder):
         self.folder, self.used, self.count = folder, set(), 0
 
-    def draw(self, item, detections):
-        """Writes `item` with its detections drawn; returns the path written."""
+    def draw(self, item, detections, name=None):
+        """Writes `item` with its detections drawn, in a file named for `name` (the input's key in a results file;
+        default: `item`); returns the path written."""
         from PIL import ImageDraw
 
         from .files import atomic_path
@@ -25,14 +26,18 @@ class Drawer:
             pen.rectangle(box, outline=(255, 0, 0), width=max(1, image.width // 200))
             pen.text((box[0] + 2, box[1] + 2), d.label, fill=(255, 0, 0))
         self.count += 1
-        path = self.folder / f"{unique(stem_of(item, self.count - 1), self.used)}.boxes.png"
+        path = self.folder / f"{unique(stem_of(item if name is None else name, self.count - 1), self.used)}.boxes.png"
         with atomic_path(path) as tmp:
             image.save(tmp, format="PNG")
         return path
 
 
-def stem_of(item, number):
-    return Path(item).stem if isinstance(item, (str, Path)) and not str(item).startswith("data:") else f"image{number}"
+def stem_of(name, number):
+    """A file's stem, a video frame's with its time (`clip.mp4#t=1.500`: clip-t1.500), else image<number>."""
+    if not isinstance(name, (str, Path)) or str(name).startswith("data:"):
+        return f"image{number}"
+    video, mark, time = str(name).rpartition("#t=")
+    return f"{Path(video).stem}-t{time}" if mark else Path(name).stem
 
 
 def unique(stem, used):
