@@ -42,7 +42,7 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
         (torch.full((3, 4, 4), 2.0), r"\[0, 1\]"),
         (torch.zeros(3, 4, 4, dtype=torch.int32), "uint8 or float"),
         (42, "Cannot read an image from int"),
-        (b"junk", "The image bytes is not a readable image"),
+        (b"junk", "The bytes object is not a readable image"),
         (io.BytesIO(b"junk"), "The file object is not a readable image"),
         ([], "No inputs"),
         ("clip.mp4", r"is a video; this model reads images: zoo.run \(--out on the command line\) gives it the video.s frames"),

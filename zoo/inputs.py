@@ -76,7 +76,7 @@ def open_image(item):
     if type(item).__module__ == "numpy":
         return _from_array(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return _decode(bytes(item), "The image bytes")
+        return _decode(bytes(item), f"The {type(item).__name__} object")
     if is_file_object(item):
         return _decode(item, getattr(item, "name", "The file object"))
     raise BadInput(f"Cannot read an image from {type(item).__name__}: pass a path, a URL, a PIL image, the bytes "
