@@ -300,6 +300,7 @@ def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path, monkeypa
 @pytest.mark.parametrize("name, content, message", [
     ("p.jsonl", b"garbage\n", "is not a zoo results file (JSONDecodeError"),
     ("p.jsonl", b'{"a": 1}\n', "holds a row that is not one of zoo's classify results ({'a': 1})"),
+    ("p.jsonl", b'{"input": "x", "task": "describe", "text": "a cat"}\n', "holds describe results, not classify."),
     ("p.jsonl", b'{"input": "x", "task": "classify"}\ngarbage\n', "is not a zoo results file"),  # after a good part
     ("p.csv", b"name,size\nx,1\n", "is not a zoo results file (ValueError: its columns are name, size, not zoo's)"),
     ("p.parquet", b"PAR1 not really", "is not a zoo results file (ArrowInvalid"),

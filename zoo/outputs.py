@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .errors import ZooError
 from .files import as_path, atomic_path
+from .records import TASKS
 
 FORMATS = (".jsonl", ".csv", ".parquet", ".npy", ".safetensors")
 EMBEDDING_ONLY = (".npy", ".safetensors")
@@ -285,6 +286,10 @@ def read_chunks(path, task):
 
 
 def resumed_row(path, row, task):
+    other = row.get("task") if isinstance(row, dict) else None
+    if other in TASKS and other != task:
+        raise ZooError(f"--resume: {path} holds {other} results, not {task}. Choose another --out, or leave out "
+                       "--resume to replace it.")
     if not (isinstance(row, dict) and isinstance(row.get("input"), str) and row.get("task") == task):
         raise ZooError(f"--resume: {path} holds a row that is not one of zoo's {task} results ({str(row)[:80]}). "
                        "Choose another --out, or leave out --resume to replace it.")
