@@ -89,6 +89,20 @@ def test_video_goes_through_pyav(tiny, model, clip):
         {"type": "video", "video": str(clip)}]}], max_new_tokens=6)
 
 
+def test_qwen_vl_utils_used_outside_zoo_keeps_its_own_video_reader(model, clip, monkeypatch):
+    """zoo reads videos with its reader only inside its own calls: a user's qwen-vl-utils code beside it is untouched."""
+    import torchvision
+    from qwen_vl_utils import vision_process
+
+    def official(*args, **kwargs):
+        raise RuntimeError("torchvision's read_video was called")
+
+    monkeypatch.setattr(torchvision.io, "read_video", official, raising=False)
+    with pytest.raises(RuntimeError, match="torchvision's read_video was called"):
+        vision_process.VIDEO_READER_BACKENDS["torchvision"]({"video": str(clip)})
+    assert isinstance(model.describe(clip, max_new_tokens=2)[0], str)  # zoo's own reader, all the same
+
+
 @pytest.mark.parametrize("medium", ["image", "video"])
 def test_classify_equals_brute_force_per_label(model, samples, write_clip, tmp_path, medium):
     labels = ["cat", "dog", "a red truck", "airplane"]

@@ -9,7 +9,7 @@ from zoo.inputs import is_video, open_image
 from zoo.options import option
 
 from .chat import SMALLEST_IMAGE, check_chat, check_text, is_messages, kind, with_budget
-from .video import video_source
+from .video import video_source, vision_info
 from .video import install as install_video_reader
 
 PLUGIN = "qwen2vl"
@@ -65,10 +65,8 @@ class Qwen2VL(vlm.VisionLanguageModel):
 
     def prepare(self, query):
         """A query -> (chat, its images, its videos), read and resized by qwen-vl-utils in a decoding thread."""
-        from qwen_vl_utils import process_vision_info
-
         chat = self.chat(query)
-        images, videos = process_vision_info(chat)
+        images, videos = vision_info(chat)
         return chat, images or [], videos or []
 
     def check_call(self, capability, options):

@@ -91,36 +91,61 @@ def video_source(value):
     return str(existing_file(as_path(text), "a video"))
 
 
-_failed = threading.local()
+_reading = threading.local()  # on each thread: `active` while zoo reads a chat's media, `failed` for read_once
+
+
+def vision_info(chat):
+    """(images, videos) of a chat from qwen-vl-utils' process_vision_info, its videos read by zoo's reader; only
+    in this call, on this thread: qwen-vl-utils called by other code in the process reads as it would alone."""
+    from qwen_vl_utils import process_vision_info
+
+    _reading.active = True
+    try:
+        return process_vision_info(chat)
+    finally:
+        _reading.active = False
+
+
+def zoo_reads():
+    return getattr(_reading, "active", False)
 
 
 def read_once(ele):
     """read_video, except that the retry qwen-vl-utils makes after a failure (the same element, to the same
     reader: this one) raises the first error again instead of reading, or downloading, the video twice."""
-    failed, _failed.read = getattr(_failed, "read", None), None
+    failed, _reading.failed = getattr(_reading, "failed", None), None
     if failed and failed[0] is ele:
         raise failed[1]
     try:
         return read_video(ele)
     except BadInput as e:
-        _failed.read = ele, e
+        _reading.failed = ele, e
         raise
 
 
 def not_a_retry(record):
     """qwen-vl-utils logs a failed read before trying the same reader again; zoo's own error says it once."""
-    return not record.getMessage().startswith("video_reader_backend")
+    return not (zoo_reads() and record.getMessage().startswith("video_reader_backend"))
 
 
 def install():
-    """Make zoo's reader the one qwen-vl-utils reads every video file with. Left to itself, qwen-vl-utils picks
-    torchcodec or decord when installed, else torchvision's read_video (gone in torchvision 0.29), and retries a
-    failed read with torchvision's: each would skip zoo's checks (URLs only while online and bounded, the pixel
-    limit before decoding, one-line errors) and sample frames differently from one machine to the next."""
+    """Make zoo's reader the one qwen-vl-utils reads videos with inside `vision_info`. Left to itself,
+    qwen-vl-utils picks torchcodec or decord when installed, else torchvision's read_video (gone in torchvision
+    0.29), and retries a failed read with torchvision's: each would skip zoo's checks (URLs only while online and
+    bounded, the pixel limit before decoding, one-line errors) and sample frames differently from one machine to
+    the next. Once per process; outside vision_info, qwen-vl-utils' own choice and readers stand."""
     import logging
 
     from qwen_vl_utils import vision_process
 
-    vision_process.VIDEO_READER_BACKENDS["torchvision"] = read_once
-    vision_process.get_video_reader_backend = lambda: "torchvision"  # also quiets its line on stderr per video
-    logging.getLogger(vision_process.__name__).addFilter(not_a_retry)  # the same filter is added once
+    if getattr(vision_process.get_video_reader_backend, "zoo", False):
+        return
+    choice, reader = vision_process.get_video_reader_backend, vision_process.VIDEO_READER_BACKENDS["torchvision"]
+
+    def backend():
+        return "torchvision" if zoo_reads() else choice()  # zoo's choice also quiets its line on stderr per video
+
+    backend.zoo = True
+    vision_process.get_video_reader_backend = backend
+    vision_process.VIDEO_READER_BACKENDS["torchvision"] = lambda ele: read_once(ele) if zoo_reads() else reader(ele)
+    logging.getLogger(vision_process.__name__).addFilter(not_a_retry)
