@@ -596,6 +596,33 @@ def test_a_resumed_ray_run_runs_and_counts_only_what_is_missing(tmp_path, sample
     assert sorted(ds.dataset(str(out)).to_table().column("input").to_pylist()) == paths  # each once
 
 
+def test_images_held_in_memory_are_let_go_once_decoded(tmp_path, monkeypatch):
+    """Video frames are decoded images: with a model slower than decoding, four to six batches of them waited
+    (1080p frames at batch 64: 2.6 GB resident, now 1.5 GB; at batch 256, 6 GB)."""
+    import time
+    import weakref
+
+    model = zoo.load("vit-cifar", batch_size=8)
+    freed, worst = [], [0]
+
+    def frames():
+        for i in range(200):
+            frame = Image.new("RGB", (64, 48), (i, 0, 0))
+            weakref.finalize(frame, freed.append, i)
+            worst[0] = max(worst[0], i + 1 - len(freed))
+            yield frame
+
+    run = model.classify_batch
+
+    def slow(pixels, options):
+        time.sleep(0.02)  # the prefetch queue fills up
+        return run(pixels, options)
+
+    monkeypatch.setattr(model, "classify_batch", slow)
+    assert zoo.run(model, frames(), task="classify", out=tmp_path / "p.jsonl").done == 200
+    assert worst[0] <= 3 * model.batch_size, f"{worst[0]} frames were alive at once"  # 16 here; 41 before
+
+
 def test_one_run_at_a_time_writes_an_output(tmp_path, samples, monkeypatch):
     from zoo.outputs import Writer
 

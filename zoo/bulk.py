@@ -96,8 +96,10 @@ def write_rows(model, task, sources, inputs, options, writer, summary, progress)
     writer.write(chunk)
 
 
-def paired(model, task, items, done, options, summary):
-    """(item, result) for every item not done, in order; items are read lazily by the model's prefetch thread."""
+def paired(model, task, items, done, options, summary, keep_values=False):
+    """(item, result) for every item not done, in order; items are read lazily by the model's prefetch thread.
+    Items waiting for their results keep only their names unless `keep_values`: a video frame's pixels would
+    wait too, as many as the prefetch holds (a thousand 1080p frames are 6 GB)."""
     pending = collections.deque()
 
     def values():
@@ -105,7 +107,7 @@ def paired(model, task, items, done, options, summary):
             if item.key in done:
                 summary.skipped += 1
                 continue
-            pending.append(item)
+            pending.append(item if keep_values else dataclasses.replace(item, value=None))
             yield item.value
 
     stream = model.stream(task, values(), options, progress=False, keep_errors=True)

@@ -279,7 +279,7 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
         raise ZooError(f"{summary.failed} input(s) failed: their rows in {bulk['out']} say why.")
 
 
-def loaded(name, inputs, task, options, load, printed):
+def loaded(name, inputs, task, options, load, printed, keep_values=False):
     """(model, its Printed results) for results printed here; None when --out ran a bulk run instead.
     `printed`: {flag: whether given} for the flags that shape printed results."""
     bulk = split_bulk(load)
@@ -287,23 +287,23 @@ def loaded(name, inputs, task, options, load, printed):
     if bulk["out"]:
         return run_bulk(name, inputs, task, options, load, bulk)
     model = load_model(name, load, task, options)
-    return model, Printed(model, task, inputs, bulk, options)
+    return model, Printed(model, task, inputs, bulk, options, keep_values)
 
 
 class Printed:
     """The results of a command that prints them, input by input as the model gives them: a folder's images or
     a video's frames are never all in memory. As in a bulk run (and FiftyOne's skip_failures), an input that
-    fails does not stop the others: iterating yields (item, result) for those that worked, and `report()`, once
-    they are printed, names each that failed on stderr and exits 1."""
+    fails does not stop the others: iterating yields (item, result) for those that worked (with the input's
+    value when `keep_values`), and `report()`, once they are printed, names each that failed on stderr and exits 1."""
 
-    def __init__(self, model, task, inputs, bulk, options):
+    def __init__(self, model, task, inputs, bulk, options, keep_values=False):
         from .sources import sources_for
 
         items = sources_for(model.reads_video, **reading_of(bulk)).items(with_stdin(inputs))
         self.first = list(itertools.islice(items, 2))  # enough to know whether there is one input, or none
         if not self.first:
             raise ZooError("No inputs found: the folders and globs hold no files of the kinds --ext names.")
-        self.model, self.task, self.options = model, task, options
+        self.model, self.task, self.options, self.keep_values = model, task, options, keep_values
         self.items, self.failed, self.total = itertools.chain(self.first, items), [], 0
 
     @property
@@ -313,7 +313,8 @@ class Printed:
     def __iter__(self):
         from .bulk import Summary, paired
 
-        for item, result in paired(self.model, self.task, self.items, set(), self.options, Summary()):
+        results = paired(self.model, self.task, self.items, set(), self.options, Summary(), self.keep_values)
+        for item, result in results:
             self.total += 1
             if not isinstance(result, Failed):
                 yield item, result
@@ -433,7 +434,8 @@ def embed(name, inputs, patch_tokens, **load):
 def detect(name, inputs, task, phrase, draw, as_json, **load):
     """Detect objects or regions: boxes in pixel coordinates with labels."""
     options = given(task=task, phrase=phrase)
-    found = loaded(name, inputs, "detect", options, load, {"--json": as_json, "--draw": bool(draw)})
+    found = loaded(name, inputs, "detect", options, load, {"--json": as_json, "--draw": bool(draw)},
+                   keep_values=bool(draw))
     if found is None:  # --out: a bulk run wrote them
         return
     model, shown = found

@@ -73,12 +73,21 @@ def prepared_batches(pool, prepare, chunks):
         yield from ([prepare(item) for item in chunk] for chunk in chunks)
         return
     # The next batches decode while this one is finished and run.
-    ahead = streaming.Prefetched((list(pool.map(prepare, chunk)) for chunk in chunks), PREFETCH_BATCHES)
+    ahead = streaming.Prefetched(mapped(pool, prepare, chunks), PREFETCH_BATCHES)
     try:
-        yield [head, *pool.map(prepare, first[1:])]
+        batch, first = [head, *pool.map(prepare, first[1:])], None  # inputs in memory (video frames) go now
+        yield batch
         yield from ahead
     finally:
         ahead.close()
+
+
+def mapped(pool, prepare, chunks):
+    """Each chunk prepared in the pool, let go of (decoded video frames are large) before its batch waits."""
+    for chunk in chunks:
+        batch = list(pool.map(prepare, chunk))
+        del chunk
+        yield batch
 
 
 def prepare_or_fail(prepare, item):

@@ -67,10 +67,11 @@ def check_not_empty(inputs):
 
 
 def chunks(items, size):
-    """Lists of up to size() items; size is read again for every chunk (it shrinks after out-of-memory)."""
+    """Lists of up to size() items; size is read again for every chunk (it shrinks after out-of-memory). A chunk
+    is not kept once handed over, so inputs held in memory (decoded video frames) go when their reader is done."""
     items = iter(items)
-    while chunk := list(islice(items, size())):
-        yield chunk
+    while (box := [list(islice(items, size()))])[0]:
+        yield box.pop()  # a plain `yield chunk` would keep it alive until the next chunk is read
 
 
 class Prefetched:
