@@ -201,6 +201,11 @@ def test_cli_describe_and_detect_draw(tiny, samples, tmp_path):
                                          "--max-new-tokens", "4"])
     assert result.exit_code == 1 and [line.split(":")[0] for line in result.stdout.splitlines()] == inputs[::2]
     assert f"Error: {broken} is not a readable image" in result.stderr
+    streamed = runner.invoke(build_cli(), ["describe", "florence-2-base", *inputs, "--weights", str(tiny),
+                                           "--max-new-tokens", "4", "--stream"])  # each input, one after another
+    assert (streamed.exit_code, streamed.stdout) == (1, result.stdout)  # beam search: each answer whole, at its end
+    assert [e for e in streamed.stderr.splitlines() if e.startswith("Error")] == \
+        [e for e in result.stderr.splitlines() if e.startswith("Error")]
     result = runner.invoke(build_cli(), ["detect", "florence-2-base", *inputs, "--weights", str(tiny), "--draw",
                                          str(tmp_path / "drawn")])
     assert result.exit_code == 1 and (tmp_path / "drawn" / "dog.boxes.png").stat().st_size > 0

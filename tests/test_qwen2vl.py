@@ -147,6 +147,23 @@ def test_stream_yields_the_same_text(model, samples):
     assert streamed == model.describe(samples / "cat.png", max_new_tokens=6)[0]
 
 
+def test_the_cli_streams_each_input_in_turn(tiny, samples, tmp_path):
+    from click.testing import CliRunner
+
+    from zoo.cli import build_cli
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    inputs = [str(samples / "cat.png"), str(broken), str(samples / "dog.png")]
+    args = ["describe", "qwen2-vl-2b-instruct", *inputs, "--weights", str(tiny), "--max-new-tokens", "5",
+            "-o", "min_pixels=3136", "-o", "max_pixels=12544"]
+    plain, streamed = (CliRunner().invoke(build_cli(), [*args, flag]) for flag in ("--no-stream", "--stream"))
+    assert plain.exit_code == streamed.exit_code == 1 and f"Error: {broken} is not a readable image" in streamed.stderr
+    assert [line.split(": ")[0] for line in streamed.stdout.splitlines()] == inputs[::2]
+    assert [" ".join(line.split()) for line in streamed.stdout.splitlines()] == \
+        [" ".join(line.split()) for line in plain.stdout.splitlines()]
+
+
 def test_a_stream_whose_generation_fails_raises_instead_of_waiting_forever(model, samples, monkeypatch):
     import threading
 

@@ -319,7 +319,27 @@ class Printed:
             if not isinstance(result, Failed):
                 yield item, result
             else:
-                self.failed.append(result.error if item.key in result.error else f"{item.key}: {result.error}")
+                self.fail(item, result.error)
+
+    def streamed(self):
+        """Each input's answer token by token as it is generated, one input after another (named when several)."""
+        for item in self.items:
+            self.total += 1
+            try:
+                if isinstance(item.value, Failed):  # its source could not read it
+                    raise BadInput(item.value.error)
+                pieces = self.model.stream_text(item.value, **self.options)
+                first = next(pieces, "")  # reading the input and the first token: where a bad input fails
+            except BadInput as e:
+                self.fail(item, str(e))
+                continue
+            click.echo(("" if self.single else f"{item.key}: ") + first, nl=False)
+            for piece in pieces:
+                click.echo(piece, nl=False)
+            click.echo()
+
+    def fail(self, item, error):
+        self.failed.append(error if item.key in error else f"{item.key}: {error}")
 
     def report(self):
         """Once the results are printed: each input that failed as an 'Error:' line, then exit 1."""
@@ -381,13 +401,16 @@ def classify(name, inputs, top_k, labels, as_json, **load):
 @click.option("--prompt", default=None, help="A question or instruction about each input.")
 @click.option("--task", default=None, help="A model-specific task (Florence-2: caption, detailed_caption, ocr ...).")
 @click.option("--max-new-tokens", type=POSITIVE, default=None, help="Longest answer in tokens [the model card's].")
-@click.option("--stream/--no-stream", default=None, help="Print tokens as they come [on for one input in a terminal].")
+@click.option("--stream/--no-stream", default=None,
+              help="Print answers token by token (beam search: each whole) [on for one input in a terminal].")
 @click.option("--json", "as_json", is_flag=True)
 @load_options
 @bulk_options
 def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load):
     """Describe images or videos (captions, OCR, answers to --prompt)."""
     options = given(prompt=prompt, task=task, max_new_tokens=max_new_tokens)
+    if stream and as_json:
+        raise ZooError("--stream prints answers as they come, --json all of them at the end: leave out one.")
     found = loaded(name, inputs, "describe", options, load, {"--json": as_json, "--stream": stream is not None})
     if found is None:  # --out: a bulk run wrote them
         return
@@ -395,10 +418,8 @@ def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load
     if stream is None:
         stream = shown.single and sys.stdout.isatty() and not as_json
     if stream and hasattr(model, "stream_text"):
-        for piece in model.stream_text(shown.first[0].value, **options):
-            click.echo(piece, nl=False)
-        return click.echo()
-    if as_json:
+        shown.streamed()
+    elif as_json:
         texts = [{"input": item.key, "text": text} for item, text in shown]
         if texts:
             emit_json(texts)

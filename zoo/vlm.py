@@ -91,6 +91,7 @@ class VisionLanguageModel(Model):
     card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
     classify_prompt = None  # a question about the labels ('{labels}', '{medium}'), for models that classify by answering
     per_input_options = ("prompt",)  # call options that may hold one value per input
+    streams_tokens = True  # whether an answer's tokens, decoded as they come, are the answer describe gives
     places_layers = True
     attentions = ATTENTION
 
@@ -166,12 +167,16 @@ class VisionLanguageModel(Model):
         return self.encode([self.prepare(query) for query in self.items(inputs, checked)], checked)
 
     def stream_text(self, item, **options):
-        """Yield the answer for one input piece by piece as it is generated."""
+        """Yield the answer for one input piece by piece as it is generated; all at once where it cannot stream
+        (beam search chooses its answer at the end; a model whose answers are parsed whole)."""
         import threading
 
         from transformers import TextIteratorStreamer
 
         checked = self.call_options("describe", options)
+        if not self.streams_tokens or self.generation_options(checked).get("num_beams", 1) > 1:
+            yield self.describe(item, **options)[0]
+            return
         [query] = list(self.items([item], checked))
         encoded = self.encode([self.prepare(query)], checked)
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)

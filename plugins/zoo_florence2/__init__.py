@@ -92,6 +92,7 @@ class Florence2(vlm.VisionLanguageModel):
     Options = Options
     describe_options, detect_options = Florence2DescribeOptions, Florence2DetectOptions
     card_generation = {"max_new_tokens": 1024, "num_beams": 3, "do_sample": False}  # the model card's example
+    streams_tokens = False  # post_process_generation reads each answer whole
     per_input_options = ("prompt", "phrase", "region")
 
     def __init__(self, record, runtime, model, processor, *, attention, options=Options(), weights_path=None):
