@@ -120,6 +120,14 @@ class Qwen2VL(vlm.VisionLanguageModel):
         """Text per input; a prompt makes it visual question answering."""
         return self.generate_texts(chats, options)
 
+    @property
+    def cache_keyword(self):
+        """How forward() takes a KV cache: `cache` from transformers 5.24, `past_key_values` (refused from 5.40)
+        before."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(type(self.model).forward).parameters else "past_key_values"
+
     def label_scores(self, prepared, labels):
         """log p(label, end of turn | question): one prefill, then every label from the shared prefix."""
         import torch
@@ -128,14 +136,14 @@ class Qwen2VL(vlm.VisionLanguageModel):
         ids, mask = self.label_batch(labels)
         prefix, width = encoded["input_ids"].shape[1], ids.shape[1]
         out = self.model(**encoded, use_cache=True)
-        cache = out.past_key_values
+        cache = out["cache" if "cache" in out else "past_key_values"]  # renamed in transformers 5.24
         cache.batch_repeat_interleave(len(labels))
         attention = torch.cat([encoded["attention_mask"].expand(len(labels), -1), mask.long()], dim=1)
         # Text after the image: all three M-RoPE axes advance together, offset by the prefill's delta.
         steps = torch.arange(prefix, prefix + width, device=self.device)
         positions = (steps + self.model.model.rope_deltas.view(-1, 1)).expand(3, len(labels), -1)
-        logits = self.model(input_ids=ids, attention_mask=attention, past_key_values=cache, position_ids=positions,
-                            cache_position=steps, use_cache=True).logits
+        logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, cache_position=steps,
+                            use_cache=True, **{self.cache_keyword: cache}).logits
         # The prefill's last position predicts each label's first token; the rest predict the next ones.
         logits = torch.cat([out.logits[:, -1:].expand(len(labels), -1, -1), logits[:, :-1]], dim=1)
         return vlm.sequence_logprobs(logits, ids, mask).cpu()
