@@ -328,7 +328,7 @@ def train_epoch(run, epoch):
             state["step"] = step + 1
             seen += run.recipe.batch_size
             bar.update(1)
-            if step % SHOW_EVERY == 0:
+            if step % SHOW_EVERY == 0 and not bar.disable:  # reading a loss waits for the GPU
                 bar.set_postfix(loss=f"{float(losses[-1]):.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
     finally:
         state["epoch_losses"] = [float(loss) for loss in losses]  # numbers for the checkpoint; the GPU is done now
