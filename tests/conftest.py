@@ -25,9 +25,12 @@ SAMPLES = ROOT / "samples"
 
 
 @pytest.fixture
-def subprocess_env(isolated):
-    """The environment for a zoo subprocess: this test's ZOO_HOME and HF_HOME, offline, and the source tree."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
+def subprocess_env(isolated, tmp_path):
+    """The environment for a zoo subprocess: this test's ZOO_HOME and HF_HOME, offline, the source tree, and a
+    temporary folder of its own (torchrun leaves a log folder in it; in /tmp they piled up run after run)."""
+    scratch = tmp_path / "subprocess-tmp"
+    scratch.mkdir(exist_ok=True)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]), "TMPDIR": str(scratch)}
 
 
 @pytest.fixture(autouse=True)
