@@ -28,11 +28,13 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", type=Path, default=None, help="Training output [runs/bench-PRESET].")
     parser.add_argument("--out", type=Path, default=None, help="Write the summary JSON here.")
+    parser.add_argument("--resume", action="store_true",
+                        help="Go on from --run-dir's checkpoint (a command stopped at a time limit); the training time "
+                             "adds up over the calls, the wall time is this call's.")
     args = parser.parse_args()
     started = time.perf_counter()
     metrics = train(args.preset, data_root=args.data_root, out=args.run_dir or Path(f"runs/bench-{args.preset}"),
-                    seed=args.seed, epochs=args.epochs,
-                    batch_size=args.batch_size)
+                    seed=args.seed, resume=args.resume, epochs=args.epochs, batch_size=args.batch_size)
     if metrics is None:  # not rank 0
         return
     summary = {
@@ -41,7 +43,7 @@ def main():
         "train_time_s": metrics["train_time_s"], "processes": metrics["processes"], "device": metrics["device"],
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "final_train_loss": metrics["epochs"][-1]["train_loss"],
+        "final_train_loss": metrics["epochs"][-1]["train_loss"], "resumed": args.resume,
     }
     print(json.dumps(summary, indent=2))
     if args.out:

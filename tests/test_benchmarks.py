@@ -55,6 +55,22 @@ def test_benchmark_script_runs(name, tmp_path, cifar_root, subprocess_env):
 
 
 @pytest.mark.slow
+def test_the_vit_cifar_benchmark_goes_on_from_its_checkpoint(tmp_path, cifar_root, subprocess_env):
+    """A GPU command stops at 10 minutes: the next call goes on with --resume instead of starting again."""
+    args = ["vit_cifar.py", "--preset", "cpu", "--epochs", "1", "--batch-size", "32", "--data-root", str(cifar_root),
+            "--run-dir", str(tmp_path / "run")]
+    results = []
+    for extra in ([], ["--resume"]):
+        out = tmp_path / f"result{len(results)}.json"
+        done = subprocess.run([sys.executable, *args, *extra, "--out", str(out)], cwd=BENCHMARKS, capture_output=True,
+                              text=True, env=subprocess_env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results.append(json.loads(out.read_text()))
+    assert results[1]["resumed"] and results[1]["epochs"] == 1  # the finished epoch, not trained again
+    assert results[1]["train_time_s"] == results[0]["train_time_s"]
+
+
+@pytest.mark.slow
 def test_zoo_bench_script_runs(tmp_path, cifar_root, subprocess_env):
     """benchmarks/zoo_bench.sh: the probe, then the whole catalogue; models without weights here get a row."""
     scripts = os.path.dirname(sys.executable)
