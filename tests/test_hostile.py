@@ -760,6 +760,17 @@ def test_bad_invocations_are_one_line_and_an_exit_code(args, code, message):
     assert lines[0].startswith("Error: ") and message in lines[0]
 
 
+def test_file_names_cannot_drive_the_terminal(tmp_path, samples):
+    """A newline or an escape sequence in a file name is printed escaped, as `ls -b` shows it: it neither breaks
+    the table nor reaches the terminal (where it could retitle the window, or hide or fake lines)."""
+    (tmp_path / "a\nb.png").write_bytes((samples / "cat.png").read_bytes())
+    (tmp_path / "\x1b]0;owned\x07.png").write_bytes(b"not an image")
+    result = CliRunner().invoke(build_cli(), ["classify", "vit-cifar", str(tmp_path), "--top-k", "1"])
+    assert result.exit_code == 1 and "\x1b" not in result.output and "\x07" not in result.output
+    assert result.stdout.splitlines()[1].split()[:3] == [f"{tmp_path}/a\\nb.png", "1", "cat"]
+    assert "\\x1b]0;owned\\x07.png is not a readable image" in result.stderr
+
+
 @pytest.mark.parametrize("name, message", [("list.txt", "not a readable list of paths"),
                                            ("manifest.csv", "not a readable CSV manifest"),
                                            ("manifest.parquet", "not a readable PARQUET manifest")])

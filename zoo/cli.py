@@ -13,7 +13,9 @@ from .errors import BadInput, ZooError, require
 from .files import as_path, check_writable
 from .records import TASKS
 from .streaming import Failed
-from .tables import table
+from .tables import table, visible
+
+ANSWER = "\n\t"  # control characters a model's answer keeps on a terminal
 
 
 class ZooGroup(click.Group):
@@ -46,7 +48,7 @@ class ZooGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ZooError as e:
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"Error: {visible(e)}", err=True)
             ctx.exit(1)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
@@ -56,7 +58,7 @@ class ZooGroup(click.Group):
         except Exception as e:
             if truthy("ZOO_DEBUG"):
                 raise
-            click.echo(f"Error: {system_error(e) or unexpected(e)}", err=True)
+            click.echo(f"Error: {visible(system_error(e) or unexpected(e))}", err=True)
             ctx.exit(1)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -333,9 +335,9 @@ class Printed:
             except BadInput as e:
                 self.fail(item, str(e))
                 continue
-            click.echo(("" if self.single else f"{item.key}: ") + first, nl=False)
+            click.echo(("" if self.single else f"{visible(item.key)}: ") + visible(first, ANSWER), nl=False)
             for piece in pieces:
-                click.echo(piece, nl=False)
+                click.echo(visible(piece, ANSWER), nl=False)
             click.echo()
 
     def fail(self, item, error):
@@ -348,7 +350,7 @@ class Printed:
         if self.total == 1:
             raise ZooError(self.failed[0])
         for error in self.failed:
-            click.echo(f"Error: {error}", err=True)
+            click.echo(f"Error: {visible(error)}", err=True)
         worked = self.total - len(self.failed)
         raise ZooError(f"{len(self.failed)} of {self.total} inputs failed, each named above" +
                        (f"; the results of the other {worked} are printed." if worked else "."))
@@ -425,7 +427,7 @@ def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load
             emit_json(texts)
     else:
         for item, text in shown:  # each as it is written: answers are slow to come
-            click.echo(f"{item.key}: {text}")
+            click.echo(f"{visible(item.key)}: {visible(text, ANSWER)}")
     shown.report()
 
 
@@ -475,7 +477,7 @@ def drawn(shown, folder):
 
     drawer = Drawer(as_path(folder))
     for item, detections in shown:
-        click.echo(f"Drew {drawer.draw(item.value, detections, item.key)}", err=True)
+        click.echo(f"Drew {visible(drawer.draw(item.value, detections, item.key))}", err=True)
         yield item.key, detections
 
 
