@@ -197,6 +197,8 @@ def run(*args):
 
 
 def test_pull_cache_and_lock_commands(hub, tmp_path, monkeypatch):
+    assert run("cache", "verify") == (0, "Nothing to verify: zoo has downloaded nothing yet (zoo pull NAME downloads "
+                                         "a model).\n")
     commit = hub.push(DEIT, deit_weights(tmp_path))
     code, out = run("pull", "deit-t*")
     assert "deit-tiny: hf://timm/deit_tiny" in out and "verified" in out

@@ -79,6 +79,8 @@ def failure(name, error):
 def cache_verify(names):
     """Hash every file of NAMES (default: all) against the lock; exit 1 if any differs."""
     entries = lock.read()["models"]
+    if not entries and not names:
+        return click.echo("Nothing to verify: zoo has downloaded nothing yet (zoo pull NAME downloads a model).")
     bad = []
     for name in names or sorted(entries):
         if name not in entries:
