@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import parser, peak_rss_mb, report, scratch_folder, timed
+from common import device_of, gpu_busy, parser, peak_rss_mb, report, scratch_folder, timed
 from stream_memory import write_photos
 
 TINY_ARCH = "deit_tiny_patch16_224.fb_in1k"
@@ -45,8 +45,9 @@ def deit_weights(folder):
     return path
 
 
-def timm_loop(weights, paths, batch_size):
-    """timm's inference.py, in short: ImageDataset-like loading in a 2-worker DataLoader, timm's transform."""
+def timm_loop(weights, paths, batch_size, device, workers):
+    """timm's inference.py, in short: ImageDataset-like loading in a DataLoader (2 workers, as its default), timm's
+    transform, bf16 autocast on CUDA (zoo's default dtype there)."""
     import timm
     from PIL import Image
     from safetensors.torch import load_file
@@ -54,6 +55,7 @@ def timm_loop(weights, paths, batch_size):
 
     model = timm.create_model(TINY_ARCH).eval()
     model.load_state_dict(load_file(weights))
+    model.to(device)
     transform = create_transform(**resolve_data_config({}, model=model))
 
     class Files(torch.utils.data.Dataset):
@@ -63,31 +65,35 @@ def timm_loop(weights, paths, batch_size):
         def __getitem__(self, i):
             return transform(Image.open(paths[i]).convert("RGB"))
 
-    loader = torch.utils.data.DataLoader(Files(), batch_size=batch_size, num_workers=2)
+    cuda = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(Files(), batch_size=batch_size, num_workers=workers or 2, pin_memory=cuda)
     top1 = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
         for x in loader:
-            top1 += model(x).softmax(-1).topk(5).indices[:, 0].tolist()
+            top1 += model(x.to(device, non_blocking=True)).softmax(-1).topk(5).indices[:, 0].tolist()
     return top1
 
 
 def files(args, folder):
+    """zoo.run against timm's loop on the same photos; on a GPU, with each one's mean GPU utilisation."""
     import pyarrow.parquet as pq
 
     import zoo
 
+    device = device_of(args)
     paths = write_photos(folder, args.photos)
     weights = deit_weights(folder)
-    started = time.perf_counter()
-    reference = timm_loop(weights, paths, args.batch_size)
-    timm_s = time.perf_counter() - started
-    started = time.perf_counter()
-    zoo.run("deit-tiny", folder, task="classify", out=folder / "preds.parquet",
-            load={"weights": weights, "batch_size": args.batch_size}, progress=False)
-    zoo_s = time.perf_counter() - started
+    with gpu_busy(device) as timm_busy:
+        reference, timm_s = timed(lambda: timm_loop(weights, paths, args.batch_size, device, args.workers))
+    load = {"weights": weights, "batch_size": args.batch_size, "device": str(device), "workers": args.workers}
+    with gpu_busy(device) as zoo_busy:
+        _, zoo_s = timed(lambda: zoo.run("deit-tiny", folder, task="classify", out=folder / "preds.parquet",
+                                         load={k: v for k, v in load.items() if v is not None}, progress=False))
     ours = [r["predictions"][0]["index"] for r in pq.read_table(folder / "preds.parquet").to_pylist()]
-    return {"photos": len(paths), "timm_loop_img_s": len(paths) / timm_s, "zoo_run_img_s": len(paths) / zoo_s,
-            "ratio": timm_s / zoo_s, "same_top1": float(np.mean(np.asarray(ours) == np.asarray(reference)))}
+    return {"photos": len(paths), "device": str(device), "gpu": torch.cuda.get_device_name(device) if
+            device.type == "cuda" else None, "timm_loop_img_s": len(paths) / timm_s, "zoo_run_img_s": len(paths) / zoo_s,
+            "ratio": timm_s / zoo_s, "same_top1": float(np.mean(np.asarray(ours) == np.asarray(reference))),
+            "timm_loop_gpu_util_pct": timm_busy["gpu_util_pct"], "zoo_run_gpu_util_pct": zoo_busy["gpu_util_pct"]}
 
 
 def arrays(args, folder):
@@ -258,6 +264,8 @@ def main():
     options.add_argument("which", choices=["files", "arrays", "memory", "ray", "closing", "listing", "resume"])
     options.add_argument("--photos", type=int, default=2000)
     options.add_argument("--batch-size", type=int, default=32)
+    options.add_argument("--workers", type=int, default=None,
+                         help="'files': decoding workers of both loops [timm's loop 2, as inference.py; zoo 4]")
     options.add_argument("--data-root", default="../shared/data")
     options.add_argument("--counts", type=int, nargs="+", default=[1000, 5000, 20000])
     options.add_argument("--concurrency", type=int, default=2)

@@ -2,8 +2,10 @@
 
 import argparse
 import atexit
+import contextlib
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +44,27 @@ def timed(fn):
     out = fn()
     sync()
     return out, time.perf_counter() - start
+
+
+def device_of(args):
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+@contextlib.contextmanager
+def gpu_busy(device):
+    """{"gpu_util_pct": mean GPU utilisation over the block, sampled by nvidia-smi every 100 ms; None off a GPU}."""
+    found = {"gpu_util_pct": None}
+    if device.type != "cuda" or not shutil.which("nvidia-smi"):
+        yield found
+        return
+    sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                "-lms", "100", "-i", str(device.index or 0)], stdout=subprocess.PIPE, text=True)
+    try:
+        yield found
+    finally:
+        sampler.terminate()
+        samples = [float(x) for x in sampler.communicate()[0].split() if x.isdigit()]
+        found["gpu_util_pct"] = sum(samples) / len(samples) if samples else None
 
 
 def random_images(n, height, width, seed=0):
