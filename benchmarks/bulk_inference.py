@@ -279,8 +279,7 @@ def main():
                  "listing": listing, "resume": resume}
     result = scenarios[args.which](args, folder)
     report({"benchmark": f"bulk_inference {args.which}", "torch_threads": torch.get_num_threads(),
-            "peak_rss_mb": peak_rss_mb(), **result,
-            "command": " ".join(["python", *sys.argv])}, args.out)
+            "peak_rss_mb": peak_rss_mb(), **result}, args.out)
 
 
 if __name__ == "__main__":

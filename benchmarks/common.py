@@ -84,7 +84,25 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def environment():
+    """What a figure was measured with: the command, the machine, the GPU and the versions that matter."""
+    import os
+    import platform
+    import sys
+    from importlib import metadata
+
+    versions = {}
+    for name in ("zoo", "torch", "torchvision", "timm", "transformers", "qwen-vl-utils", "av", "ray"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return {"command": " ".join(["python", *sys.argv]), "python": platform.python_version(),
+            "machine": platform.machine(), "cpu_cores": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "versions": versions}
+
+
 def report(result, out):
+    """Print the result (a dict) with its environment, and write it to `out` as JSON."""
+    result = {**result, "environment": environment()}
     print(json.dumps(result, indent=2))
     if out:
         out.write_text(json.dumps(result, indent=2))

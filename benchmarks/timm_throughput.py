@@ -94,7 +94,7 @@ def main():
         print(f"{arch}: raw {r['raw_timm_img_s']:.1f} img/s, zoo {r['zoo_tensor_img_s']:.1f} "
               f"({r['tensor_ratio']:.2f}x); from files raw {r['raw_timm_files_img_s']:.1f}, "
               f"zoo {r['zoo_files_img_s']:.1f} ({r['files_ratio']:.2f}x)", flush=True)
-    report(rows, args.out)
+    report({"benchmark": "timm_throughput", "rows": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,10 @@ holds the training-only time and the per-epoch curve.
 """
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
-
+from common import report
 from zoo_vit_cifar.train import train
 
 
@@ -37,17 +33,12 @@ def main():
                     seed=args.seed, resume=args.resume, epochs=args.epochs, batch_size=args.batch_size)
     if metrics is None:  # not rank 0
         return
-    summary = {
+    report({
         "preset": args.preset, "epochs": len(metrics["epochs"]), "test_top1": metrics["test_top1"],
         "test_top5": metrics["test_top5"], "wall_time_s": round(time.perf_counter() - started, 1),
         "train_time_s": metrics["train_time_s"], "processes": metrics["processes"], "device": metrics["device"],
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu_cores": os.cpu_count(), "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "final_train_loss": metrics["epochs"][-1]["train_loss"], "resumed": args.resume,
-    }
-    print(json.dumps(summary, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(summary, indent=2))
+    }, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ BENCHMARKS = ROOT / "benchmarks"
 # Each script's arguments ({data}: a CIFAR-10 root, {tmp}: this test's folder), and a check of its JSON result.
 CASES = {
     "timm": (["timm_throughput.py", "--models", "deit_tiny_patch16_224", "--batch-size", "2", "--repeats", "1",
-              "--files-repeats", "1"], lambda r: r[0]["tensor_ratio"] > 0 and r[0]["files_ratio"] > 0),
+              "--files-repeats", "1"], lambda r: r["rows"][0]["tensor_ratio"] > 0 and r["rows"][0]["files_ratio"] > 0),
     "florence2": (["florence2_speed.py", "--size", "tiny", "--images", "3", "--batch-size", "2", "--new-tokens", "4"],
                   lambda r: r["identical_outputs"]),
     "qwen2vl": (["qwen2vl_speed.py", "--size", "tiny", "--new-tokens", "4", "--batch-size", "2",
