@@ -146,6 +146,7 @@ def test_cli_bench_plot_report_and_results(tmp_path):
                                          "--plot", str(tmp_path / "b.png"), "--report", str(tmp_path / "b.html")])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].split() == [c.upper() for c in results.SUMMARY]
+    assert "input/s" not in result.stderr  # progress bars are for terminals; CliRunner's stderr is not one
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "b.png").stat().st_size > 10_000
     page = (tmp_path / "b.html").read_text()
     assert "data:image/png;base64," in page and "vit-cifar" in page and "Per-class" in page

@@ -253,3 +253,13 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(subprocess_env):
                               stderr=subprocess.PIPE, env=subprocess_env)
     reader.stdout.close()  # before zoo writes a line
     assert reader.wait() == 141 and reader.stderr.read() == b""
+
+
+def test_probe_and_eval_print_no_progress_bars_outside_a_terminal():
+    # A log or a GPU job's captured output would fill with bar redraws; the summary line is what it needs.
+    result = zoo_cli("probe", "vit-cifar", "--dataset", "cifar10-sample", "--limit", 20, "--test-limit", 20,
+                     "--epochs", 2)
+    assert result.exit_code == 0, result.output
+    assert "vit-cifar+cifar10-sample: linear top-1" in result.stdout and result.stderr == ""
+    result = zoo_cli("eval", "vit-cifar+cifar10-sample", "--dataset", "cifar10-sample")
+    assert result.exit_code == 0 and "top-1" in result.stdout and result.stderr == ""

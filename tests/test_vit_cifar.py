@@ -167,6 +167,7 @@ def test_cli_train_register_and_eval(cifar_root, tmp_path):
                      "--test-limit", 20, "--register", "my-vit")
     assert result.exit_code == 0, result.output
     assert "Registered 'my-vit'" in result.output
+    assert "epoch 1/1: loss" in result.output and "it/s" not in result.stderr  # no bar redraws in a log
     assert zoo.info("my-vit").weights.path == str(out.resolve())
     result = run_cli("eval", "my-vit", "--dataset", "cifar10", "--data-root", cifar_root)
     assert result.exit_code == 0

@@ -90,6 +90,11 @@ def unexpected(error):
             "ZOO_DEBUG=1 shows the traceback)")
 
 
+def bars(as_json=False):
+    """Progress bars go to a terminal only: in a log or a pipe, every redraw is another line of noise."""
+    return sys.stderr.isatty() and not as_json
+
+
 def emit_json(data):
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -512,7 +517,7 @@ def evaluate(name, dataset, data_root, split, limit, as_json, **load):
 
     model = load_model(name, load, "classify", {})
     data = get_dataset(dataset, data_root, split).subset(limit)
-    result = accuracy(model, data, progress=None if as_json else sys.stderr.isatty())
+    result = accuracy(model, data, progress=bars(as_json))
     if as_json:
         return emit_json({"model": name, "dataset": data.name, "split": data.split, "n": len(data), **result})
     click.echo(f"{name} on {data.name} {data.split} ({len(data)} images): "
@@ -555,7 +560,7 @@ def bench(models, dataset, data_root, split, limit, seed, protocol, train_limit,
 
     rows = compare(list(models), dataset=dataset, data_root=data_root, split=split, limit=limit, seed=seed,
                    protocol=protocol, train_limit=train_limit, batch_size=batch_size, device=device, dtype=dtype,
-                   db=db, progress=not as_json)
+                   db=db, progress=bars(as_json))
     if as_json:
         emit_json(rows.rows)
     else:

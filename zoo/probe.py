@@ -205,7 +205,7 @@ def register_loaders(register):
 def register_commands(cli):
     import click
 
-    from .cli import PATH, POSITIVE, batch_size_option, device_option, dtype_option
+    from .cli import PATH, POSITIVE, bars, batch_size_option, device_option, dtype_option
 
     @cli.command(name="probe")
     @click.argument("backbone")
@@ -221,6 +221,6 @@ def register_commands(cli):
     def probe_command(backbone, dataset, data_root, name, limit, test_limit, batch_size, epochs, device, dtype):
         """Train a linear probe on BACKBONE's frozen features; saves it as a new model."""
         r = probe(backbone, dataset=dataset, data_root=data_root, name=name, limit=limit, test_limit=test_limit,
-                  batch_size=batch_size, epochs=epochs, device=device, dtype=dtype, progress=True)
+                  batch_size=batch_size, epochs=epochs, device=device, dtype=dtype, progress=bars())
         click.echo(f"{r['name']}: linear top-1 {r['linear_top1']:.4f}, k-NN top-1 {r['knn_top1']:.4f} "
                    f"({r['train_images']} train / {r['test_images']} test images). Saved to {r['path']}")

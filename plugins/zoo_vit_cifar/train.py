@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -381,9 +382,11 @@ def train(preset="cpu", *, data_root, out, seed=0, resume=False, device=None, li
 
 
 def _progress(total, initial, epoch, epochs, enabled):
+    """A bar in a terminal only: in a log (a GPU job's output, nohup), each redraw is noise; the epoch lines stay."""
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, leave=False)
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{epochs}",
+                disable=not (enabled and sys.stderr.isatty()), leave=False)
 
 
 def _metrics(state, world, device):
