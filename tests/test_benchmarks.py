@@ -30,6 +30,10 @@ CASES = {
     **{f"vit-cifar-{preset}": (["vit_cifar.py", "--preset", preset, "--epochs", "1", "--batch-size", "32",
                                  "--data-root", "{data}", "--run-dir", "{tmp}/run"],
                                 lambda r: r["epochs"] == 1 and 0 <= r["test_top1"] <= 1) for preset in ("cpu", "best")},
+    "vit-cifar-profile": (["vit_cifar.py", "--preset", "best", "--batch-size", "32", "--data-root", "{data}",
+                           "--run-dir", "{tmp}/run", "--profile", "2"],
+                          lambda r: r["step_ms"] > 0 and list(r["sections_per_step"]) == ["augment", "forward",
+                                                                                         "backward", "optimizer"]),
     **{f"bulk-{which}": (["bulk_inference.py", which, *args], check) for which, args, check in [
         ("files", ["--photos", "8", "--batch-size", "4", "--repeats", "1"], lambda r: r["same_top1"] == 1.0),
         ("arrays", ["--data-root", "{data}", "--repeats", "1"], lambda r: r["same_top1"] == 1.0),
