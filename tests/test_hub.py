@@ -1,8 +1,11 @@
 """The download path, end to end against a local hub: cache, lock, pins, verification, errors, licences."""
 
+import hashlib
+import io
 import json
 import os
 import re
+import tarfile
 import tempfile
 
 import huggingface_hub.constants
@@ -142,7 +145,7 @@ def test_a_tampered_download_is_detected_and_removed(hub, tmp_path):
     assert load_deit()  # pulled again, whole
 
 
-def test_url_weights_with_sha256_against_the_same_server(hub, tmp_path, registry_file):
+def test_url_weights_with_sha256_against_the_same_server(hub, tmp_path, registry_file, monkeypatch):
     import hashlib
 
     data = deit_weights(tmp_path)["model.safetensors"]
@@ -160,6 +163,10 @@ def test_url_weights_with_sha256_against_the_same_server(hub, tmp_path, registry
         else:
             with pytest.raises(zoo.UnsafeWeights, match="sha256 mismatch"):
                 zoo.load("by-url")
+    monkeypatch.setenv("ZOO_HUB_TIMEOUT", "1")
+    hub.fail["deit.safetensors"] = "slow"  # a server that stops answering does not hang the load
+    with pytest.raises(zoo.MissingWeights, match="could not download .*timed out"):
+        zoo.load("by-url")
 
 
 def test_vision_language_repositories_download_whole(hub, florence2_tiny, qwen2vl_tiny, samples):
@@ -279,6 +286,9 @@ def test_image_urls_download_bounded_and_redirect_only_to_the_web(hub, samples, 
         model.classify(f"{hub.url}/files/ftp.png")
     with pytest.raises(zoo.BadInput, match="could not download the image .*404"):
         model.classify(f"{hub.url}/files/gone.png")
+    hub.files["cut.png"], hub.fail["cut.png"] = hub.files["cat.png"], "truncate"  # the body stops half-way
+    with pytest.raises(zoo.BadInput, match=r"could not download the image \(the connection closed after \d+ of \d+"):
+        model.classify(f"{hub.url}/files/cut.png")
     monkeypatch.setattr(zoo.inputs, "MAX_DOWNLOAD_BYTES", 100)
     with pytest.raises(zoo.BadInput, match="larger than 0 MB"):
         model.classify(f"{hub.url}/files/cat.png")
@@ -329,3 +339,56 @@ def test_bulk_reads_the_frames_of_video_urls_for_image_models(hub, tmp_path, scr
     with pytest.raises(zoo.BadInput, match="is a video; this model reads images"):
         zoo.load("vit-cifar").classify(url)
     assert hub.requests.count(("GET", "/files/clip.mp4")) == 1  # an image model is not sent to download it
+
+
+def cifar_archive(cifar_root):
+    """A tar.gz laid out as the published CIFAR-10 archive, of the test CIFAR folder."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(cifar_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def cifar_site(hub, cifar_root, monkeypatch):
+    """The CIFAR-10 archive served on 127.0.0.1, with its md5 as zoo's published one."""
+    import zoo.datasets
+
+    archive = cifar_archive(cifar_root)
+    hub.files["cifar-10-python.tar.gz"] = archive
+    url = f"{hub.url}/files/cifar-10-python.tar.gz"
+    monkeypatch.setattr(zoo.datasets, "CIFAR_ARCHIVE", (url, hashlib.md5(archive).hexdigest()))
+    return hub
+
+
+def test_cifar10_is_downloaded_checked_and_moved_into_place(cifar_site, cifar_root, tmp_path, capsys):
+    from zoo.datasets import get_dataset
+
+    root = tmp_path / "new" / "data"
+    data = get_dataset("cifar10", root, "test")
+    assert data.targets == get_dataset("cifar10", cifar_root, "test").targets and len(data) == 100
+    assert os.listdir(root) == ["cifar-10-batches-py"]  # no archive, no scratch folder
+    assert "Downloading CIFAR-10" in capsys.readouterr().err  # stderr: stdout may be --json
+    requests = len(cifar_site.requests)
+    assert len(get_dataset("cifar10", root, "train")) == 100 and len(cifar_site.requests) == requests
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("404", "could not download the CIFAR-10 archive (HTTP Error 404"),
+    ("truncate", "the connection closed after"),
+    ("md5", "is not the CIFAR-10 archive: its md5 differs"),
+])
+def test_a_failed_cifar10_download_leaves_nothing_behind(cifar_site, tmp_path, monkeypatch, damage, message):
+    import zoo.datasets
+
+    if damage == "md5":
+        monkeypatch.setattr(zoo.datasets, "CIFAR_ARCHIVE", (zoo.datasets.CIFAR_ARCHIVE[0], "0" * 32))
+    else:
+        cifar_site.fail["cifar-10"] = int(damage) if damage.isdigit() else damage
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    for root in (tmp_path / "new" / "data", existing):
+        with pytest.raises(zoo.ZooError, match=re.escape(message)) as failed:
+            zoo.datasets.get_dataset("cifar10", root, "test")
+        assert str(failed.value).endswith("Point --data-root at a folder holding cifar-10-batches-py/, or try again.")
+    assert os.listdir(tmp_path) == ["existing"] and os.listdir(existing) == []

@@ -154,7 +154,7 @@ def imported_modules(path, top_level_only=False):
 @pytest.mark.parametrize("module", CORE)
 def test_the_core_never_imports_the_features(module):
     found = imported_modules(ROOT / "zoo" / f"{module}.py")
-    bad = {n for n in found for f in FEATURES if n.split(".")[-1] == f or f".{f}" in f".{n}"}
+    bad = {n for n in found for f in FEATURES if f in n.split(".")}  # whole names: http.client is not zoo's cli
     assert not bad, bad
     eager = imported_modules(ROOT / "zoo" / f"{module}.py", top_level_only=True)
     assert not any(n.startswith(("torch", "tokenizers", "transformers", "timm")) for n in eager)

@@ -1,17 +1,25 @@
 """Benchmark datasets: CIFAR-10 (python layout), image folders, and a bundled CIFAR-10 sample."""
 
+import contextlib
 import importlib.resources
+import os
 import pickle
+import sys
+import tarfile
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import UnknownDataset, ZooError, printable
-from .files import as_path
+from .files import as_path, file_digest
 from .hookspecs import hookimpl
 from .labels import CIFAR10
 from .config import offline
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_ARCHIVE = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")  # md5
+CIFAR_MAX_BYTES, CIFAR_SECONDS = 200 * 2**20, 3600
 
 
 @dataclass
@@ -96,13 +104,42 @@ def cifar_folder(root):
             f"CIFAR-10 not found: expected {root / CIFAR_DIR} with data_batch_1..5 and test_batch, "
             "and downloads are off (ZOO_OFFLINE/HF_HUB_OFFLINE). Point --data-root at it."
         )
-    from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
-
-    try:
-        TorchvisionCIFAR10(str(root), download=True)
-    except Exception as e:
-        raise ZooError(f"CIFAR-10 not found in {root / CIFAR_DIR}, and downloading it failed: {e}") from None
+    download_cifar(root)
     return root / CIFAR_DIR
+
+
+def download_cifar(root):
+    """The CIFAR-10 archive, checked and unpacked in a scratch folder inside `root`, then moved into place with one
+    rename: a failed or interrupted download leaves nothing behind, not even the folders it made."""
+    made = [p for p in (root, *root.parents) if not p.exists()]  # the deepest first
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".cifar-download-") as scratch:
+            unpack_cifar(Path(scratch))
+            os.replace(Path(scratch) / CIFAR_DIR, root / CIFAR_DIR)
+    except BaseException as e:  # Ctrl-C included
+        for folder in made:
+            with contextlib.suppress(OSError):  # rmdir removes only an empty folder
+                folder.rmdir()
+        if not isinstance(e, (OSError, tarfile.TarError, ZooError)):
+            raise
+        reason = str(e).rstrip(".")
+        raise ZooError(f"CIFAR-10 not found in {root / CIFAR_DIR}, and downloading it failed: {reason}. Point "
+                       f"--data-root at a folder holding {CIFAR_DIR}/, or try again.") from None
+
+
+def unpack_cifar(scratch):
+    from .inputs import download
+
+    url, md5 = CIFAR_ARCHIVE
+    archive = scratch / url.rsplit("/", 1)[1]
+    print(f"Downloading CIFAR-10 (163 MB) from {url}", file=sys.stderr, flush=True)  # stdout may be --json
+    with open(archive, "wb") as file:
+        download(url, file, "CIFAR-10 archive", CIFAR_MAX_BYTES, CIFAR_SECONDS)
+    if file_digest(archive, "md5") != md5:
+        raise ZooError(f"{url} is not the CIFAR-10 archive: its md5 differs from the published {md5}.")
+    with tarfile.open(archive) as tar:  # the published archive; the filter also refuses links and paths outside
+        tar.extractall(scratch, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
 
 def cifar10(root=None, split="test"):

@@ -119,12 +119,12 @@ def git_blob_id(path):
 def verify_download(name, folder, listing):
     """Every downloaded file must have the hash the hub declares (a bad one is removed from the cache);
     returns each file's sha256, for the lock."""
-    from .weights import sha256_of
+    from .files import file_digest
 
     digests = {}
     for path, entry in listing.items():
         local = folder / path
-        digests[path] = sha256_of(local)
+        digests[path] = file_digest(local)
         actual, expected = (digests[path], entry.lfs.sha256) if entry.lfs else (git_blob_id(local), entry.blob_id)
         if actual != expected:
             blob = local.resolve()

@@ -6,6 +6,7 @@ Anything else, or anything unreadable, is a BadInput naming the input and what t
 import base64
 import binascii
 import contextlib
+import http.client
 import io
 import tempfile
 import time
@@ -62,7 +63,7 @@ def open_image(item):
         raise BadInput(f"{item} is a video; this model reads images: zoo.run (--out on the command line) gives it "
                        "the video's frames (fps=), and Qwen2-VL models describe whole videos.")
     if isinstance(item, str) and item.startswith(URL_PREFIXES):
-        _download(item, buffer := io.BytesIO(), "image")
+        download(item, buffer := io.BytesIO(), "image")
         buffer.seek(0)
         return _decode(buffer, item)
     if isinstance(item, str) and item.startswith("data:"):
@@ -189,23 +190,28 @@ def check_online(url, what):
                        f"Download the {what} and pass its path.")
 
 
-def _download(url, file, what):
-    """Write what an image or video URL holds to a binary file; refused while offline, bounded in size and time,
-    redirected only to http(s)."""
+def download(url, file, what, limit=None, seconds=None):
+    """Write what a URL holds to a binary file; refused while offline, bounded in size (`limit` bytes) and time
+    (`seconds` in all), an image's or a video's bounds unless given; redirected only to http(s)."""
     check_online(url, what)
-    limit, seconds = (MAX_VIDEO_DOWNLOAD_BYTES, VIDEO_DOWNLOAD_SECONDS) if what == "video" else \
-        (MAX_DOWNLOAD_BYTES, DOWNLOAD_SECONDS)
+    video = what == "video"
+    limit = limit or (MAX_VIDEO_DOWNLOAD_BYTES if video else MAX_DOWNLOAD_BYTES)
+    seconds = seconds or (VIDEO_DOWNLOAD_SECONDS if video else DOWNLOAD_SECONDS)
     deadline, size = time.monotonic() + seconds, 0
     try:
         with urllib.request.build_opener(_WebRedirects).open(url, timeout=DOWNLOAD_SECONDS) as response:
+            declared = response.headers.get("Content-Length", "")
             while size <= limit and (chunk := response.read(2**20)):
                 size += file.write(chunk)
                 if time.monotonic() > deadline:  # the timeout bounds each read; this bounds a trickle
                     raise TimeoutError(f"still downloading after {seconds} s")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:
         raise BadInput(f"{url}: could not download the {what} ({e}).") from None
     if size > limit:
         raise BadInput(f"{url}: larger than {limit // 2**20} MB; download it and pass its path.")
+    if declared.isdigit() and size < int(declared):  # urllib ends a cut-off body quietly; a short video still plays
+        raise BadInput(f"{url}: could not download the {what} (the connection closed after {size} of {declared} "
+                       "bytes); try again.")
 
 
 @contextlib.contextmanager
@@ -227,7 +233,7 @@ def _copy(url):
     with tempfile.TemporaryDirectory(prefix="zoo-video-") as folder:
         path = Path(folder, "video" + (suffix(url) if is_video(url) else ""))  # the suffix can name the format
         with open(path, "wb") as file:
-            _download(url, file, "video")
+            download(url, file, "video")
         yield path
 
 

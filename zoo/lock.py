@@ -113,14 +113,14 @@ def mtimes(folder, paths):
 
 def check(name, item, folder, *, full=False):
     """Raise UnsafeWeights if a file of the lock entry `item` is missing from `folder` or differs from the lock."""
-    from .weights import sha256_of
+    from .files import file_digest
 
     for path, expected in item["files"].items():
         local = Path(folder) / path
         if not local.is_file() or local.stat().st_size != expected["size"]:
             raise UnsafeWeights(f"{name}: {local} is missing or changed size since it was pulled; run 'zoo pull {name}'.")
         same_time = item.get("mtimes", {}).get(path) == local.stat().st_mtime_ns
-        if (full or not same_time) and sha256_of(local) != expected["sha256"]:
+        if (full or not same_time) and file_digest(local) != expected["sha256"]:
             raise UnsafeWeights(f"{name}: {local} does not match its sha256 in {lock_path()}: the file changed since "
                                 f"it was pulled. Remove it ('zoo cache rm {name}') and pull again.")
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from . import lock
 from .config import home, offline
 from .errors import BadInput, MissingWeights, UnsafeWeights, ZooError
-from .files import as_path
+from .files import as_path, file_digest
 from .hookspecs import hookimpl
+from .hub import timeout
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -36,14 +37,6 @@ def resolve(record, weights=None):
     return Path(path)
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 _hashes = {}
 
 
@@ -56,14 +49,14 @@ def content_hash(path):
         stat = file.stat()
         key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
         if key not in _hashes:
-            _hashes[key] = sha256_of(file)
+            _hashes[key] = file_digest(file)
         digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}\0{_hashes[key]}\n".encode())
     return digest.hexdigest()
 
 
 def verify(path, expected, what):
     """A file's sha256, or a folder's content_hash (its manifest of file hashes), must be `expected`."""
-    actual = content_hash(path) if Path(path).is_dir() else sha256_of(path)
+    actual = content_hash(path) if Path(path).is_dir() else file_digest(path)
     if actual != expected:
         raise UnsafeWeights(
             f"sha256 mismatch for {what} ({path}): expected {expected}, got {actual}. "
@@ -112,7 +105,7 @@ def _fetch_url(record, w, offline):
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(w.url) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(w.url, timeout=timeout()) as response:
             shutil.copyfileobj(response, out)
         verify(tmp, w.sha256, f"the download of {w.url}")
         os.replace(tmp, target)  # atomic: a cache entry is either whole or absent
