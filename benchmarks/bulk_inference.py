@@ -133,10 +133,11 @@ def memory(args, folder):
         Image.fromarray(images[i % len(images)]).save(folder / f"{i:06d}.png")
     rows = []
     for n in args.counts:
+        out = folder / f"m{n}.parquet"
         code = (f"import zoo\nfrom common import peak_rss_mb\n"
                 f"paths = sorted(__import__('pathlib').Path({str(folder)!r}).glob('*.png'))[:{n}]\n"
                 f"before = peak_rss_mb()\n"
-                f"s = zoo.run('vit-cifar', [str(p) for p in paths], task='classify', out={str(folder / 'm.parquet')!r},"
+                f"s = zoo.run('vit-cifar', [str(p) for p in paths], task='classify', out={str(out)!r},"
                 f" progress=False)\n"
                 f"print(s.done, before, peak_rss_mb())")
         done, before, peak = child_numbers(code)

@@ -83,13 +83,13 @@ def test_globs_lists_and_manifests(photos, tmp_path):
              (tmp_path / "m.parquet", {}, 1), (tmp_path / "bom.csv", {}, 1), (tmp_path / "bom.txt", {}, 1)]
     for source, options, expected in cases:
         out = tmp_path / "out.jsonl"
-        zoo.run("vit-cifar", source, task="classify", out=out, **options)
+        zoo.run("vit-cifar", source, task="classify", out=out, force=True, **options)
         assert len(rows(out)) == expected, source
         assert "bom" not in str(source) or rows(out)[0]["error"] is None
     zoo.run("vit-cifar", tmp_path / "list.txt", task="classify", out=tmp_path / "l.jsonl")
     assert "need the network" in rows(tmp_path / "l.jsonl")[2]["error"]  # offline: an error row, not a request
     with pytest.raises(zoo.BadInput, match="no column 'path'.*pass --column"):
-        zoo.run("vit-cifar", tmp_path / "m.csv", task="classify", out=out)
+        zoo.run("vit-cifar", tmp_path / "m.csv", task="classify", out=out, force=True)
 
 
 def test_a_pattern_matching_nothing_is_an_error_row_and_a_name_with_brackets_is_a_file(photos, tmp_path):
@@ -117,7 +117,7 @@ def test_parquet_paths_as_bytes_or_categories(photos, tmp_path):
     pq.write_table(pa.table({"path": pa.array([p.encode() for p in paths], pa.binary())}), tmp_path / "b.parquet")
     pq.write_table(pa.table({"path": pa.array(paths).dictionary_encode()}), tmp_path / "c.parquet")
     for name in ("b.parquet", "c.parquet"):
-        zoo.run("vit-cifar", tmp_path / name, task="classify", out=tmp_path / "rows.jsonl")
+        zoo.run("vit-cifar", tmp_path / name, task="classify", out=tmp_path / "rows.jsonl", force=True)
         assert [r["input"] for r in rows(tmp_path / "rows.jsonl")] == paths
 
 
@@ -561,6 +561,12 @@ def test_the_ray_engine_never_replaces_a_file_or_a_folder_of_other_files(tmp_pat
     with pytest.raises(zoo.ZooError, match="holding other files than a ray run's .parquet files"):
         zoo.run("vit-cifar", samples, task="classify", out=folder, engine="ray")
     assert (folder / "notes").is_dir()
+    done = tmp_path / "done.parquet"
+    done.mkdir()
+    (done / "part.parquet").write_bytes(b"an earlier ray run's rows")
+    with pytest.raises(zoo.ZooError, match="done.parquet holds results already: pass --resume"):
+        zoo.run("vit-cifar", samples, task="classify", out=done, engine="ray")
+    assert (done / "part.parquet").read_bytes() == b"an earlier ray run's rows"
 
 
 def test_the_ray_engine_names_a_damaged_part_when_resuming(tmp_path, samples):
@@ -633,9 +639,38 @@ def test_one_run_at_a_time_writes_an_output(tmp_path, samples, monkeypatch):
     assert zoo.run("vit-cifar", samples, task="classify", out=out).done == 10  # and afterwards it can
     monkeypatch.setattr(bulk, "make_row", lambda *a: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # a run that breaks half-way lets go of the output
-        zoo.run("vit-cifar", samples, task="classify", out=out)
+        zoo.run("vit-cifar", samples, task="classify", out=out, force=True)
     with Writer(out, "classify", resume=True):
         pass
+
+
+def test_results_already_written_are_replaced_only_when_asked(tmp_path, samples, monkeypatch):
+    out = tmp_path / "p.jsonl"
+    zoo.run("vit-cifar", samples / "cat.png", task="classify", out=out)
+    kept = out.read_bytes()
+    with pytest.raises(zoo.ZooError, match=r"p.jsonl holds results already: pass --resume .* --force to replace it"):
+        zoo.run("vit-cifar", samples / "dog.png", task="classify", out=out)
+    assert out.read_bytes() == kept
+    with pytest.raises(zoo.ZooError, match="pass one of them"):
+        zoo.run("vit-cifar", samples / "dog.png", task="classify", out=out, resume=True, force=True)
+    assert zoo.run("vit-cifar", samples / "dog.png", task="classify", out=out, force=True).done == 1
+    assert [r["input"] for r in rows(out)] == [str(samples / "dog.png")]
+    monkeypatch.setattr(bulk, "CHUNK_ROWS", 2)
+    real, made = bulk.make_row, []
+
+    def dying(*args):
+        made.append(args)
+        if len(made) > 4:
+            raise RuntimeError("killed")
+        return real(*args)
+
+    monkeypatch.setattr(bulk, "make_row", dying)
+    killed = tmp_path / "killed.jsonl"
+    with pytest.raises(RuntimeError):  # killed after two chunks: only the parts are there
+        zoo.run("vit-cifar", samples, task="classify", out=killed)
+    with pytest.raises(zoo.ZooError, match=r"killed.jsonl.parts holds the rows of an interrupted run: pass --resume"):
+        zoo.run("vit-cifar", samples, task="classify", out=killed)
+    assert len(list((tmp_path / "killed.jsonl.parts").glob("part-*.parquet"))) == 2
 
 
 def test_resuming_a_csv_keeps_texts_that_look_like_json(tmp_path, photos):

@@ -263,3 +263,15 @@ def test_probe_and_eval_print_no_progress_bars_outside_a_terminal():
     assert "vit-cifar+cifar10-sample: linear top-1" in result.stdout and result.stderr == ""
     result = zoo_cli("eval", "vit-cifar+cifar10-sample", "--dataset", "cifar10-sample")
     assert result.exit_code == 0 and "top-1" in result.stdout and result.stderr == ""
+
+
+def test_a_bulk_run_replaces_results_only_with_force(samples, tmp_path):
+    out = tmp_path / "p.jsonl"
+    assert zoo_cli("classify", "vit-cifar", samples / "cat.png", "--out", out).exit_code == 0
+    result = zoo_cli("classify", "vit-cifar", samples / "dog.png", "--out", out)
+    assert result.exit_code == 1 and result.stderr == (f"Error: {out} holds results already: pass --resume to add only "
+                                                       "what it lacks, --force to replace it, or choose another --out.\n")
+    assert zoo_cli("classify", "vit-cifar", samples / "dog.png", "--out", out, "--force").exit_code == 0
+    assert json.loads(out.read_text())["input"] == str(samples / "dog.png")
+    result = zoo_cli("classify", "vit-cifar", samples / "dog.png", "--force")
+    assert result.exit_code == 1 and "--force applies to a bulk run into a file: add --out" in result.stderr

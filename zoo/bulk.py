@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .errors import ZooError
 from .model import Failed, Model
+from .outputs import Writer, check_fresh, check_out
 from .sources import Item, sources_for
 
 CHUNK_ROWS = 256  # rows per written chunk: what a killed run loses at most
@@ -34,14 +35,15 @@ class Summary:
         return f"done {self.done}, failed {self.failed}, skipped {self.skipped} ({rate:.1f} inputs/s){where}"
 
 
-def run(model, inputs, *, task, out, resume=False, options=None, recursive=False, extensions=None, column="path",
-        fps=None, progress=None, engine="local", address=None, concurrency=None, load=None):
+def run(model, inputs, *, task, out, resume=False, force=False, options=None, recursive=False, extensions=None,
+        column="path", fps=None, progress=None, engine="local", address=None, concurrency=None, load=None):
     """Run `task` over every input into `out` (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).
 
     `inputs` is one input or a list or iterator of them: paths, folders, globs, lists, manifests, videos, URLs, and
     (local engine) images in memory. `model` is a name or a loaded model (the ray engine takes a name; `load` holds
     zoo.load's arguments).
-    `options` are the call's (top_k, prompt, ...). How inputs are read: `recursive` walks into sub-folders,
+    An `out` that holds results already is refused unless `resume` (skip what it holds, add the rest) or `force`
+    (replace it). `options` are the call's (top_k, prompt, ...). How inputs are read: `recursive` walks into sub-folders,
     `extensions` ('jpg,png' or a list) are what folders and globs keep, `column` names the paths of a CSV/Parquet
     manifest, `fps` samples videos for image models (1.0; models that read video get them whole).
     """
@@ -51,23 +53,22 @@ def run(model, inputs, *, task, out, resume=False, options=None, recursive=False
     if engine == "ray":
         from .ray_engine import run_ray
 
-        return run_ray(model, inputs, task=task, out=out, resume=resume, options=options or {}, reading=reading,
-                       address=address, concurrency=concurrency, load=load or {})
+        return run_ray(model, inputs, task=task, out=out, resume=resume, force=force, options=options or {},
+                       reading=reading, address=address, concurrency=concurrency, load=load or {})
     if engine != "local":
         raise ZooError(f"Unknown engine {engine!r}: use local or ray.")
     if address is not None or concurrency is not None:
         raise ZooError("address and concurrency are the ray engine's: pass engine='ray', or leave them out.")
     if isinstance(model, Model) and load:
         raise ZooError("load= holds zoo.load's arguments for a model name; this model is loaded already.")
-    sources = sources_for(False, **reading)  # bad reading options fail before a model loads
+    check_fresh(check_out(out, task), resume=resume, force=force)  # before a model loads
+    sources = sources_for(False, **reading)
     model = model if isinstance(model, Model) else api.load(model, **(load or {}))
     return run_local(model, inputs, task=task, out=out, resume=resume, options=options or {},
                      sources=dataclasses.replace(sources, whole_videos=model.reads_video), progress=progress)
 
 
 def run_local(model, inputs, *, task, out, resume, options, sources, progress):
-    from .outputs import Writer
-
     model.call_options(task, options)  # a bad option fails before anything is read or written
     with Writer(out, task, resume=resume) as writer:
         summary, started = Summary(out=str(out)), time.perf_counter()

@@ -233,6 +233,7 @@ def bulk_options(f):
     f = click.option("--concurrency", type=POSITIVE, default=None, help="Ray actors [2].")(f)
     f = click.option("--address", default=None, help="A Ray cluster to join [RAY_ADDRESS, else a local one].")(f)
     f = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)(f)
+    f = click.option("--force", is_flag=True, help="Replace what --out holds (refused without --resume or this).")(f)
     f = click.option("--resume", is_flag=True, help="Skip the inputs --out already holds; append the rest.")(f)
     f = click.option("--out", type=PATH, default=None,
                      help="Write results here (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).")(f)
@@ -254,14 +255,14 @@ def check_flags(bulk, printed):
         if mixed:
             raise ZooError(f"{mixed[0]} shapes results printed here; with --out they go to {bulk['out']}: leave out one.")
         return
-    unused = [name for name in ("resume", "address", "concurrency") if bulk[name]] + \
+    unused = [name for name in ("resume", "force", "address", "concurrency") if bulk[name]] + \
         (["engine"] if bulk["engine"] != "local" else [])
     if unused:
         raise ZooError(f"--{unused[0]} applies to a bulk run into a file: add --out (e.g. --out results.jsonl).")
 
 
 def split_bulk(options):
-    keys = ("recursive", "ext", "column", "fps", "out", "resume", "engine", "address", "concurrency")
+    keys = ("recursive", "ext", "column", "fps", "out", "resume", "force", "engine", "address", "concurrency")
     return {k: options.pop(k) for k in keys}
 
 
@@ -273,8 +274,8 @@ def run_bulk(name, inputs, task, call_options, load, bulk):
     model_options = parse_assignments(load.pop("model_options", ()))
     api.check_options(name, task, model_options, call_options)
     try:
-        summary = run(name, with_stdin(inputs), task=task, out=bulk["out"], resume=bulk["resume"], options=call_options,
-                      **reading_of(bulk), engine=bulk["engine"], address=bulk["address"],
+        summary = run(name, with_stdin(inputs), task=task, out=bulk["out"], resume=bulk["resume"], force=bulk["force"],
+                      options=call_options, **reading_of(bulk), engine=bulk["engine"], address=bulk["address"],
                       concurrency=bulk["concurrency"], load={**{k: v for k, v in load.items() if v is not None},
                                                              **model_options})
     except KeyboardInterrupt:  # Ctrl-C: say how to go on, once, instead of click's "Aborted."

@@ -50,6 +50,20 @@ def check_out(path, task):
     return path
 
 
+def check_fresh(path, *, resume, force):
+    """Results already written are never replaced unless asked: a finished OUT, or the parts a killed run left."""
+    if resume and force:
+        raise ZooError("--resume keeps what --out holds and --force replaces it: pass one of them.")
+    if resume or force:
+        return
+    if any(path.with_name(path.name + ".parts").glob("part-*.parquet")):
+        raise ZooError(f"{path}.parts holds the rows of an interrupted run: pass --resume to finish it, --force to "
+                       "start afresh, or choose another --out.")
+    if path.is_file() or path.is_dir():  # a device or pipe gets its own refusal
+        raise ZooError(f"{path} holds results already: pass --resume to add only what it lacks, --force to replace "
+                       "it, or choose another --out.")
+
+
 class Writer:
     """Rows into OUT.parts/ chunk by chunk, then OUT. Used as a context manager, which holds OUT's lock: one run
     at a time writes OUT, a second is refused."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from .bulk import Summary, make_row
 from .errors import ZooError, require
 from .files import as_path
-from .outputs import csv_row, csv_schema, schema
+from .outputs import check_fresh, csv_row, csv_schema, schema
 from .sources import URL_PREFIXES, Item, sources_for
 from .streaming import Failed
 
@@ -113,7 +113,7 @@ class EnginePredictor(RayPredictor):
             self.sources.paths([Path(value)], keep_all=True)
 
 
-def run_ray(name, inputs, *, task, out, resume, options, reading, address, concurrency, load, batch_size=64):
+def run_ray(name, inputs, *, task, out, resume, force, options, reading, address, concurrency, load, batch_size=64):
     from .api import RUNTIME_OPTIONS, check_options
     from .registry import registry
 
@@ -124,6 +124,7 @@ def run_ray(name, inputs, *, task, out, resume, options, reading, address, concu
         raise ZooError("The ray engine takes a model name: every Ray worker loads its own copy of the model.")
     check_options(name, task, {k: v for k, v in load.items() if k not in RUNTIME_OPTIONS}, options)
     out, record = target(out), registry().get(name)
+    check_fresh(out, resume=resume, force=force)
     sources = sources_for(registry().loader_for(record).reads_video, **reading)
     earlier = output_files(out) if resume else []  # read once: what to skip; this run counts only its own files
     done = done_inputs(earlier)
