@@ -14,6 +14,7 @@ from pathlib import Path
 from . import lock
 from .config import env_number, hf_cache, hf_endpoint
 from .errors import MissingWeights, UnsafeWeights
+from .files import file_digest
 
 TIMEOUT_S = 10  # per request; ZOO_HUB_TIMEOUT changes it
 # Weights in formats zoo never loads from a repository that has safetensors (transformers' choice too): pickles,
@@ -119,8 +120,6 @@ def git_blob_id(path):
 def verify_download(name, folder, listing):
     """Every downloaded file must have the hash the hub declares (a bad one is removed from the cache);
     returns each file's sha256, for the lock."""
-    from .files import file_digest
-
     digests = {}
     for path, entry in listing.items():
         local = folder / path

@@ -63,7 +63,7 @@ def open_image(item):
         raise BadInput(f"{item} is a video; this model reads images: zoo.run (--out on the command line) gives it "
                        "the video's frames (fps=), and Qwen2-VL models describe whole videos.")
     if isinstance(item, str) and item.startswith(URL_PREFIXES):
-        download(item, buffer := io.BytesIO(), "image")
+        download(item, buffer := io.BytesIO(), "image", MAX_DOWNLOAD_BYTES, DOWNLOAD_SECONDS)
         buffer.seek(0)
         return _decode(buffer, item)
     if isinstance(item, str) and item.startswith("data:"):
@@ -190,13 +190,10 @@ def check_online(url, what):
                        f"Download the {what} and pass its path.")
 
 
-def download(url, file, what, limit=None, seconds=None):
+def download(url, file, what, limit, seconds):
     """Write what a URL holds to a binary file; refused while offline, bounded in size (`limit` bytes) and time
-    (`seconds` in all), an image's or a video's bounds unless given; redirected only to http(s)."""
+    (`seconds` in all), redirected only to http(s)."""
     check_online(url, what)
-    video = what == "video"
-    limit = limit or (MAX_VIDEO_DOWNLOAD_BYTES if video else MAX_DOWNLOAD_BYTES)
-    seconds = seconds or (VIDEO_DOWNLOAD_SECONDS if video else DOWNLOAD_SECONDS)
     deadline, size = time.monotonic() + seconds, 0
     try:
         with urllib.request.build_opener(_WebRedirects).open(url, timeout=DOWNLOAD_SECONDS) as response:
@@ -233,7 +230,7 @@ def _copy(url):
     with tempfile.TemporaryDirectory(prefix="zoo-video-") as folder:
         path = Path(folder, "video" + (suffix(url) if is_video(url) else ""))  # the suffix can name the format
         with open(path, "wb") as file:
-            download(url, file, "video")
+            download(url, file, "video", MAX_VIDEO_DOWNLOAD_BYTES, VIDEO_DOWNLOAD_SECONDS)
         yield path
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import lock_path
 from .errors import UnsafeWeights, ZooError
-from .files import write_text
+from .files import file_digest, write_text
 
 VERSION = 1
 PIN_FIELDS = ("source", "revision", "commit", "files")
@@ -113,8 +113,6 @@ def mtimes(folder, paths):
 
 def check(name, item, folder, *, full=False):
     """Raise UnsafeWeights if a file of the lock entry `item` is missing from `folder` or differs from the lock."""
-    from .files import file_digest
-
     for path, expected in item["files"].items():
         local = Path(folder) / path
         if not local.is_file() or local.stat().st_size != expected["size"]:
