@@ -247,3 +247,19 @@ def test_device_map_and_a_forced_split_give_the_same_answer(tiny, samples):
     assert split.describe(samples / "cat.png", max_new_tokens=6) == plain
     with pytest.raises(zoo.BadInput, match="with device_map"):
         zoo.load("qwen2-vl-2b-instruct", weights=tiny, max_memory={"cpu": "1GB"})
+
+
+def test_the_weights_load_straight_onto_the_models_device(tiny, monkeypatch):
+    """On a GPU a whole copy in host memory first would cap the model at the machine's RAM: from_pretrained gets
+    the device as its device_map and places each tensor there as it reads it."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    real, placed = Qwen2VLForConditionalGeneration.from_pretrained.__func__, []
+
+    def spy(cls, *args, **kwargs):
+        placed.append(kwargs.get("device_map"))
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "from_pretrained", classmethod(spy))
+    model = zoo.load("qwen2-vl-2b-instruct", weights=tiny)
+    assert placed == [model.device] and {p.device for p in model.model.parameters()} == {model.device}

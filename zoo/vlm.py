@@ -64,15 +64,15 @@ def load_pretrained(model_class, processor_class, record, weights, runtime):
     """(model, processor, attention) from a save_pretrained folder; safetensors only, no network."""
     check_folder(record, weights)
     attention = runtime.attention or attention_backend(runtime.device)
-    placement = {}
-    if runtime.device_map is not None:  # transformers and accelerate place (and offload) the layers
+    # One device: the weights load straight onto it (loading on the CPU first, then moving, needs host memory for
+    # the whole model). A device_map: transformers and accelerate place (and offload) the layers.
+    placement = {"device_map": runtime.device}
+    if runtime.device_map is not None:
         placement = {"device_map": runtime.device_map, "max_memory": runtime.max_memory,
                      "offload_folder": str(home() / "offload" / record.name)}
     model = model_class.from_pretrained(weights, dtype=runtime.dtype, attn_implementation=attention,
                                         use_safetensors=True, local_files_only=True, **placement)
     processor = processor_class.from_pretrained(weights, local_files_only=True)
-    if not placement:
-        model = model.to(runtime.device)
     return model.eval(), processor, attention
 
 
@@ -87,7 +87,7 @@ def sequence_logprobs(logits, targets, mask):
 class VisionLanguageModel(Model):
     open_vocabulary = True
     default_batch_size = 8  # on a GPU; on a CPU, one input at a time (CPU_BATCH_SIZE)
-    requires = {"transformers": "vlm"}
+    requires = {"transformers": "vlm", "accelerate": "vlm"}  # accelerate: device_map
     card_generation = {}  # generate() arguments of the model card's example: the defaults zoo follows
     classify_prompt = None  # a question about the labels ('{labels}', '{medium}'), for models that classify by answering
     per_input_options = ("prompt",)  # call options that may hold one value per input
