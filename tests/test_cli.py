@@ -2,6 +2,7 @@
 
 import json
 import os
+import select
 import subprocess
 import sys
 from importlib import metadata
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 
 from zoo.cli import build_cli
 from zoo.registry import builtin_registry_path
+from zoo.tables import table, table_lines
 
 
 def zoo_cli(*args):
@@ -85,6 +87,37 @@ def test_a_bad_input_is_named_and_the_others_printed(samples, tmp_path):
     result = zoo_cli("classify", "vit-cifar", tmp_path / "broken.png", tmp_path / "broken.png")
     assert result.exit_code == 1 and result.stdout == "" and result.stderr.splitlines()[-1] == (
         "Error: 2 of 2 inputs failed, each named above.")
+
+
+def test_a_streamed_table_is_the_table_its_first_page_sets_the_widths_of():
+    rows = [("a.png", 1, "cat"), ("bb.png", 2, "dog")]
+    assert "\n".join(table_lines(iter(rows), ["INPUT", "RANK", "LABEL"])) == table(rows, ["INPUT", "RANK", "LABEL"])
+    assert list(table_lines(iter(rows + [("a-much-longer-name.png", 3, "frog")]), ["IN", "N", "L"], page=2)) == [
+        "IN      N  L", "a.png   1  cat", "bb.png  2  dog", "a-much-longer-name.png  3  frog"]
+    assert list(table_lines(iter([]), ["IN"])) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_json", [False, True])
+def test_printed_results_come_while_the_inputs_still_do(samples, subprocess_env, as_json):
+    """find photos/ | zoo classify NAME -: a table's first page (the widths) and each JSON item are printed as the
+    model gives them, before standard input ends, never all held until the last input."""
+    zoo = subprocess.Popen([sys.executable, "-m", "zoo", "classify", "vit-cifar", "-", "--top-k", "5"] +
+                           ["--json"] * as_json, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=subprocess_env)
+    zoo.stdin.write(f"{samples / 'cat.png'}\n" * 600)  # two batches, 3,000 rows: more than a table's first page
+    zoo.stdin.flush()
+    printed, _, _ = select.select([zoo.stdout], [], [], 120)
+    first = zoo.stdout.readline() if printed else "nothing in 120 s"
+    zoo.stdin.write(f"{samples / 'dog.png'}\n")
+    zoo.stdin.close()
+    rest = zoo.stdout.read()
+    assert zoo.wait() == 0, zoo.stderr.read()
+    if as_json:
+        assert first == "[\n" and [r["input"] for r in json.loads(first + rest)][-2:] == [
+            str(samples / "cat.png"), str(samples / "dog.png")]
+    else:
+        assert first.split() == ["INPUT", "RANK", "LABEL", "SCORE"] and len(rest.splitlines()) == 601 * 5
 
 
 def test_embed_writes_safetensors_and_npy(samples, tmp_path):

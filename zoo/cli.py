@@ -13,7 +13,7 @@ from .errors import BadInput, ZooError, require
 from .files import as_path, check_writable
 from .records import TASKS
 from .streaming import Failed
-from .tables import table, visible
+from .tables import table, table_lines, visible
 
 ANSWER = "\n\t"  # control characters a model's answer keeps on a terminal
 
@@ -97,6 +97,22 @@ def bars(as_json=False):
 
 def emit_json(data):
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def emit_json_list(items):
+    """The text emit_json(list(items)) prints, printed item by item as results come, so they are never all held;
+    nothing when there are none."""
+    opening = "[\n  "
+    for item in items:
+        click.echo(opening + json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  "), nl=False)
+        opening = ",\n  "
+    if opening != "[\n  ":
+        click.echo("\n]")
+
+
+def print_table(rows, headers):
+    for line in table_lines(rows, headers):
+        click.echo(line)
 
 
 def human_count(n):
@@ -299,8 +315,8 @@ def loaded(name, inputs, task, options, load, printed, keep_values=False):
 
 
 class Printed:
-    """The results of a command that prints them, input by input as the model gives them: a folder's images or
-    a video's frames are never all in memory. As in a bulk run (and FiftyOne's skip_failures), an input that
+    """The results of a command that prints them, input by input as the model gives them: a folder's images,
+    a video's frames and their results are never all in memory. As in a bulk run (and FiftyOne's skip_failures), an input that
     fails does not stop the others: iterating yields (item, result) for those that worked (with the input's
     value when `keep_values`), and `report()`, once they are printed, names each that failed on stderr and exits 1."""
 
@@ -394,12 +410,11 @@ def classify(name, inputs, top_k, labels, as_json, **load):
     if found is None:  # --out: a bulk run wrote them
         return
     model, shown = found
-    results = [(item.key, predictions) for item, predictions in shown]
-    if as_json and results:
-        emit_json([{"input": i, "predictions": [p.to_dict() for p in r]} for i, r in results])
-    elif results:
-        rows = [(i, rank + 1, p.label, f"{p.score:.4f}") for i, r in results for rank, p in enumerate(r)]
-        click.echo(table(rows, ["INPUT", "RANK", "LABEL", "SCORE"]))
+    if as_json:
+        emit_json_list({"input": item.key, "predictions": [p.to_dict() for p in r]} for item, r in shown)
+    else:
+        rows = ((item.key, rank + 1, p.label, f"{p.score:.4f}") for item, r in shown for rank, p in enumerate(r))
+        print_table(rows, ["INPUT", "RANK", "LABEL", "SCORE"])
     shown.report()
 
 
@@ -428,9 +443,7 @@ def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load
     if stream and hasattr(model, "stream_text"):
         shown.streamed()
     elif as_json:
-        texts = [{"input": item.key, "text": text} for item, text in shown]
-        if texts:
-            emit_json(texts)
+        emit_json_list({"input": item.key, "text": text} for item, text in shown)
     else:
         for item, text in shown:  # each as it is written: answers are slow to come
             click.echo(f"{visible(item.key)}: {visible(text, ANSWER)}")
@@ -468,12 +481,12 @@ def detect(name, inputs, task, phrase, draw, as_json, **load):
     if found is None:  # --out: a bulk run wrote them
         return
     model, shown = found
-    results = list(drawn(shown, draw) if draw else ((item.key, detections) for item, detections in shown))
-    if as_json and results:
-        emit_json([{"input": i, "detections": [d.to_dict() for d in r]} for i, r in results])
-    elif results:
-        rows = [(i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in results for d in r]
-        click.echo(table(rows, ["INPUT", "LABEL", "BOX"]))
+    results = drawn(shown, draw) if draw else ((item.key, detections) for item, detections in shown)
+    if as_json:
+        emit_json_list({"input": i, "detections": [d.to_dict() for d in r]} for i, r in results)
+    else:
+        print_table(((i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in results for d in r),
+                    ["INPUT", "LABEL", "BOX"])
     shown.report()
 
 

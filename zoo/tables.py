@@ -1,5 +1,6 @@
 """Text for a terminal: plain aligned tables (the CLI, benchmark results), names shown safely."""
 
+import itertools
 import re
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -12,10 +13,29 @@ def visible(text, keep=""):
                        str(text))
 
 
+PAGE_ROWS = 1000  # rows that set a streamed table's column widths
+
+
 def table(rows, headers):
     """A plain, aligned text table."""
     rows = [[visible(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+    return "\n".join(aligned(rows, headers, widths(rows, headers)))
+
+
+def table_lines(rows, headers, page=PAGE_ROWS):
+    """The lines of table(rows, headers) as the rows come, for results that stream: the first `page` rows set the
+    column widths (a longer cell later widens only its own line), so rows are printed as they come and never all
+    held. Nothing, not even the header, when there are no rows."""
+    rows = ([visible(c) for c in row] for row in rows)
+    first = list(itertools.islice(rows, page))
+    if first:
+        yield from aligned(itertools.chain(first, rows), headers, widths(first, headers))
+
+
+def widths(rows, headers):
+    return [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+
+def aligned(rows, headers, widths):
+    for row in itertools.chain([headers], rows):
+        yield "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
