@@ -126,6 +126,11 @@ def test_exports(tmp_path):
     assert "vit-cifar" in str(table) and "vit-cifar" in (tmp_path / "table.md").read_text()
 
 
+def test_figures_in_a_column_show_the_same_precision():
+    assert [results.fmt(v, "latency_p50_ms") for v in (3.0, 3.14, 0.5, 12.345)] == ["3.00", "3.14", "0.500", "12.3"]
+    assert results.fmt(0.8, "top1") == "0.8000" and results.fmt(None, "top1") == "-"
+
+
 def test_accuracy_on_real_cifar_images_matches_an_independent_computation():
     """The bundled sample is real CIFAR-10; compute top-1 by hand from the raw module and compare."""
     data = cifar10_sample(split="all")

@@ -129,7 +129,7 @@ def fmt(value, column):
     if column in ("top1", "top5", "delta_top1"):
         return f"{value:+.4f}" if column == "delta_top1" else f"{value:.4f}"
     if isinstance(value, float):
-        return f"{value:.1f}" if value >= 10 else f"{value:.3g}"
+        return f"{value:.1f}" if value >= 10 else f"{value:#.3g}"  # 3.00, not 3, beside 3.14
     return str(value)
 
 
