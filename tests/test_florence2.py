@@ -194,6 +194,8 @@ def test_cli_describe_and_detect_draw(tiny, samples, tmp_path):
                                          "--draw", str(tmp_path / "drawn")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "drawn" / "cat.boxes.png").stat().st_size > 0
+    result = runner.invoke(build_cli(), ["detect", "florence-2-base", str(samples / "cat.png"), "--weights", str(tiny)])
+    assert result.exit_code == 0 and result.stdout.splitlines()[0].split() == ["INPUT", "LABEL", "BOX"]  # found or not
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
     inputs = [str(samples / "cat.png"), str(broken), str(samples / "dog.png")]

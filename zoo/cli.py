@@ -111,8 +111,11 @@ def emit_json_list(items):
 
 
 def print_table(rows, headers):
-    for line in table_lines(rows, headers):
+    """Print a table as its rows come; how many lines it printed (none without rows)."""
+    lines = 0
+    for lines, line in enumerate(table_lines(rows, headers), 1):
         click.echo(line)
+    return lines
 
 
 def human_count(n):
@@ -485,8 +488,10 @@ def detect(name, inputs, task, phrase, draw, as_json, **load):
     if as_json:
         emit_json_list({"input": i, "detections": [d.to_dict() for d in r]} for i, r in results)
     else:
-        print_table(((i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in results for d in r),
-                    ["INPUT", "LABEL", "BOX"])
+        headers = ["INPUT", "LABEL", "BOX"]
+        rows = ((i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in results for d in r)
+        if not print_table(rows, headers) and shown.total > len(shown.failed):
+            click.echo(table([], headers))  # images in which nothing was found: an empty table, not silence
     shown.report()
 
 
