@@ -319,9 +319,10 @@ def loaded(name, inputs, task, options, load, printed, keep_values=False):
 
 class Printed:
     """The results of a command that prints them, input by input as the model gives them: a folder's images,
-    a video's frames and their results are never all in memory. As in a bulk run (and FiftyOne's skip_failures), an input that
-    fails does not stop the others: iterating yields (item, result) for those that worked (with the input's
-    value when `keep_values`), and `report()`, once they are printed, names each that failed on stderr and exits 1."""
+    a video's frames and their results are never all in memory. As in a bulk run (and FiftyOne's skip_failures),
+    an input that fails does not stop the others: iterating yields (item, result) for those that worked (with the
+    input's value when `keep_values`), and `report()`, once they are printed, names each that failed on stderr and
+    exits 1."""
 
     def __init__(self, model, task, inputs, bulk, options, keep_values=False):
         from .sources import sources_for
