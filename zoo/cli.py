@@ -102,20 +102,12 @@ def emit_json(data):
 def emit_json_list(items):
     """The text emit_json(list(items)) prints, printed item by item as results come, so they are never all held;
     nothing when there are none."""
-    opening = "[\n  "
-    for item in items:
-        click.echo(opening + json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  "), nl=False)
-        opening = ",\n  "
-    if opening != "[\n  ":
+    count = 0
+    for count, item in enumerate(items, 1):
+        text = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        click.echo(("[\n  " if count == 1 else ",\n  ") + text, nl=False)
+    if count:
         click.echo("\n]")
-
-
-def print_table(rows, headers):
-    """Print a table as its rows come; how many lines it printed (none without rows)."""
-    lines = 0
-    for lines, line in enumerate(table_lines(rows, headers), 1):
-        click.echo(line)
-    return lines
 
 
 def human_count(n):
@@ -366,6 +358,15 @@ class Printed:
                 click.echo(visible(piece, ANSWER), nl=False)
             click.echo()
 
+    def print_table(self, rows, headers):
+        """Print the results' table as its rows come. Inputs that worked but gave no row (an image in which nothing
+        was detected) still get the header, an empty table rather than silence; inputs that all failed get nothing."""
+        printed = 0
+        for printed, line in enumerate(table_lines(rows, headers), 1):
+            click.echo(line)
+        if not printed and self.total > len(self.failed):
+            click.echo(table([], headers))
+
     def fail(self, item, error):
         self.failed.append(error if item.key in error else f"{item.key}: {error}")
 
@@ -418,7 +419,7 @@ def classify(name, inputs, top_k, labels, as_json, **load):
         emit_json_list({"input": item.key, "predictions": [p.to_dict() for p in r]} for item, r in shown)
     else:
         rows = ((item.key, rank + 1, p.label, f"{p.score:.4f}") for item, r in shown for rank, p in enumerate(r))
-        print_table(rows, ["INPUT", "RANK", "LABEL", "SCORE"])
+        shown.print_table(rows, ["INPUT", "RANK", "LABEL", "SCORE"])
     shown.report()
 
 
@@ -489,10 +490,8 @@ def detect(name, inputs, task, phrase, draw, as_json, **load):
     if as_json:
         emit_json_list({"input": i, "detections": [d.to_dict() for d in r]} for i, r in results)
     else:
-        headers = ["INPUT", "LABEL", "BOX"]
         rows = ((i, d.label, ",".join(f"{v:.1f}" for v in d.box)) for i, r in results for d in r)
-        if not print_table(rows, headers) and shown.total > len(shown.failed):
-            click.echo(table([], headers))  # images in which nothing was found: an empty table, not silence
+        shown.print_table(rows, ["INPUT", "LABEL", "BOX"])
     shown.report()
 
 
