@@ -2,9 +2,11 @@
 
 import json
 import os
+import pty
 import select
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -97,6 +99,24 @@ def test_a_streamed_table_is_the_table_its_first_page_sets_the_widths_of():
     assert list(table_lines(iter([]), ["IN"])) == []
 
 
+def test_a_streamed_tables_first_page_waits_a_set_time_for_rows_that_come_slowly():
+    """A slow model's batches: with `wait`, the first page ends at the first row that comes that long after the
+    first row, so the first batch is shown when the second comes, not when the last does."""
+    done = []
+
+    def batches():
+        yield from [("a.png", 1), ("b.png", 1)]
+        time.sleep(0.3)
+        yield from [("c.png", 1), ("a-longer-name.png", 1)]
+        time.sleep(0.3)
+        yield ("d.png", 1)
+        done.append(True)
+
+    lines = table_lines(batches(), ["IN", "N"], wait=0.1)
+    assert [next(lines) for _ in range(4)] == ["IN     N", "a.png  1", "b.png  1", "c.png  1"] and not done
+    assert list(lines) == ["a-longer-name.png  1", "d.png  1"] and done
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("as_json", [False, True])
 def test_printed_results_come_while_the_inputs_still_do(samples, subprocess_env, as_json):
@@ -118,6 +138,38 @@ def test_printed_results_come_while_the_inputs_still_do(samples, subprocess_env,
             str(samples / "cat.png"), str(samples / "dog.png")]
     else:
         assert first.split() == ["INPUT", "RANK", "LABEL", "SCORE"] and len(rest.splitlines()) == 601 * 5
+
+
+@pytest.mark.slow
+def test_in_a_terminal_a_slow_streams_first_results_show_before_a_page_is_full(samples, subprocess_env):
+    """zoo classify NAME - in a terminal, inputs coming slowly: the first batch's rows are printed once the next
+    batch comes, though together they are far fewer than a table's first page of 1,000 rows."""
+    terminal, shown = pty.openpty()
+    zoo = subprocess.Popen([sys.executable, "-m", "zoo", "classify", "vit-cifar", "-", "--batch-size", "4"],
+                           stdin=subprocess.PIPE, stdout=shown, stderr=subprocess.PIPE, text=True, env=subprocess_env)
+    os.close(shown)
+    printed = []
+    for _ in range(20):  # a batch of 4 inputs (20 rows) every 1.5 s, longer than the first page waits
+        zoo.stdin.write(f"{samples / 'cat.png'}\n" * 4)
+        zoo.stdin.flush()
+        printed, _, _ = select.select([terminal], [], [], 1.5)
+        if printed:
+            break
+    first = os.read(terminal, 1 << 16).decode() if printed else "nothing after 400 rows"
+    zoo.stdin.close()
+    drain(terminal)  # a full terminal would block zoo's writes
+    assert zoo.wait() == 0, zoo.stderr.read()
+    assert first.split()[:5] == ["INPUT", "RANK", "LABEL", "SCORE", str(samples / "cat.png")]
+
+
+def drain(terminal):
+    """Read a pseudo-terminal until its other end is closed (Linux then says EIO), and close it."""
+    try:
+        while os.read(terminal, 1 << 16):
+            pass
+    except OSError:
+        pass
+    os.close(terminal)
 
 
 def test_embed_writes_safetensors_and_npy(samples, tmp_path):

@@ -13,7 +13,7 @@ from .errors import BadInput, ZooError, require
 from .files import as_path, check_writable
 from .records import TASKS
 from .streaming import Failed
-from .tables import table, table_lines, visible
+from .tables import PAGE_SECONDS, table, table_lines, visible
 
 ANSWER = "\n\t"  # control characters a model's answer keeps on a terminal
 
@@ -360,9 +360,11 @@ class Printed:
 
     def print_table(self, rows, headers):
         """Print the results' table as its rows come. Inputs that worked but gave no row (an image in which nothing
-        was detected) still get the header, an empty table rather than silence; inputs that all failed get nothing."""
-        printed = 0
-        for printed, line in enumerate(table_lines(rows, headers), 1):
+        was detected) still get the header, an empty table rather than silence; inputs that all failed get nothing.
+        In a terminal the first page waits at most PAGE_SECONDS; a file or pipe gets widths that do not depend on
+        timing, so the same run writes the same text."""
+        printed, wait = 0, PAGE_SECONDS if sys.stdout.isatty() else None
+        for printed, line in enumerate(table_lines(rows, headers, wait=wait), 1):
             click.echo(line)
         if not printed and self.total > len(self.failed):
             click.echo(table([], headers))

@@ -2,6 +2,7 @@
 
 import itertools
 import re
+import time
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -14,6 +15,7 @@ def visible(text, keep=""):
 
 
 PAGE_ROWS = 1000  # rows that set a streamed table's column widths
+PAGE_SECONDS = 1.0  # in a terminal, how long the first page waits for more rows before it is shown
 
 
 def table(rows, headers):
@@ -22,14 +24,29 @@ def table(rows, headers):
     return "\n".join(aligned(rows, headers, widths(rows, headers)))
 
 
-def table_lines(rows, headers, page=PAGE_ROWS):
-    """The lines of table(rows, headers) as the rows come, for results that stream: the first `page` rows set the
+def table_lines(rows, headers, page=PAGE_ROWS, wait=None):
+    """The lines of table(rows, headers) as the rows come, for results that stream: the first page of rows sets the
     column widths (a longer cell later widens only its own line), so rows are printed as they come and never all
-    held. Nothing, not even the header, when there are no rows."""
+    held. The first page is `page` rows; with `wait`, it also ends at the first row that comes `wait` seconds after
+    the first row did (a slow model's first batch shows when its second comes, not after the last). Nothing, not
+    even the header, when there are no rows."""
     rows = ([visible(c) for c in row] for row in rows)
-    first = list(itertools.islice(rows, page))
+    first = first_page(rows, page, wait)
     if first:
         yield from aligned(itertools.chain(first, rows), headers, widths(first, headers))
+
+
+def first_page(rows, page, wait):
+    if wait is None:
+        return list(itertools.islice(rows, page))
+    first, began = [], None
+    for row in rows:
+        first.append(row)
+        now = time.monotonic()
+        began = now if began is None else began
+        if len(first) == page or now - began >= wait:
+            break
+    return first
 
 
 def widths(rows, headers):
