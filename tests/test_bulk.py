@@ -569,6 +569,19 @@ def test_the_ray_engine_never_replaces_a_file_or_a_folder_of_other_files(tmp_pat
     assert (done / "part.parquet").read_bytes() == b"an earlier ray run's rows"
 
 
+def test_the_ray_engine_refuses_images_in_memory_before_ray_starts(tmp_path, samples, monkeypatch):
+    from PIL import Image
+
+    from zoo import ray_engine
+
+    started = []
+    monkeypatch.setattr(ray_engine, "start", lambda *args: started.append(args))
+    with pytest.raises(zoo.ZooError, match=r"^input-1 is an image in memory, .*engine='local', or make a Ray dataset"):
+        zoo.run("vit-cifar", [samples / "cat.png", Image.open(samples / "dog.png")], task="classify",
+                out=tmp_path / "preds.parquet", engine="ray")
+    assert not started and not (tmp_path / "preds.parquet").exists()
+
+
 def test_the_ray_engine_names_a_damaged_part_when_resuming(tmp_path, samples):
     for name, part in (("preds.jsonl", "a.json"), ("preds.parquet", "a.parquet"), ("preds.csv", "a.csv")):
         (tmp_path / name).mkdir()

@@ -128,10 +128,11 @@ def run_ray(name, inputs, *, task, out, resume, force, options, reading, address
     sources = sources_for(registry().loader_for(record).reads_video, **reading)
     earlier = output_files(out) if resume else []  # read once: what to skip; this run counts only its own files
     done = done_inputs(earlier)
+    chunks = file_chunks(dataclasses.replace(sources, whole_videos=True).items(inputs))  # workers split videos
+    first = next(chunks, [])  # an image in memory among the first inputs is refused before Ray starts
     start(ray, address)
     started = time.perf_counter()
-    items = dataclasses.replace(sources, whole_videos=True).items(inputs)  # videos whole: workers split them
-    blocks, skipped = put_blocks(ray, items, done, concurrency or ACTORS)  # before the old output goes
+    blocks, skipped = put_blocks(ray, itertools.chain([first], chunks), done, concurrency or ACTORS)  # old out stays
     if out.exists() and not resume:
         shutil.rmtree(out)
     if blocks:
@@ -143,14 +144,23 @@ def run_ray(name, inputs, *, task, out, resume, force, options, reading, address
                    out=str(out))
 
 
-def put_blocks(ray, items, done, actors):
-    """The inputs not done yet, as Arrow tables in Ray's object store, CHUNK inputs at a time: the driver never
-    holds the whole list. A chunk makes at least `actors` blocks, so a few inputs still keep every actor busy."""
-    blocks, skipped, items = [], 0, iter(items)
+def file_chunks(items):
+    """The inputs, CHUNK at a time: the driver never holds the whole list. Images in memory are refused: the driver
+    would have to hold or ship them all before the first result, where a Ray reader streams them to the workers."""
+    items = iter(items)
     while chunk := list(itertools.islice(items, CHUNK)):
-        if any(not isinstance(i.value, (str, Path, Failed)) for i in chunk):
-            raise ZooError("The ray engine reads files, URLs, folders and manifests; in-memory images need the "
-                           "local engine (engine='local').")
+        if image := next((i for i in chunk if not isinstance(i.value, (str, Path, Failed))), None):
+            raise ZooError(f"{image.key} is an image in memory, and the ray engine reads files, URLs, folders and "
+                           "manifests: run it with engine='local', or make a Ray dataset of the images "
+                           "(ray.data.from_items, from_numpy) and map zoo.RayPredictor over it (docs/bulk.md).")
+        yield chunk
+
+
+def put_blocks(ray, chunks, done, actors):
+    """The inputs not done yet, as Arrow tables in Ray's object store, a chunk at a time. A chunk makes at least
+    `actors` blocks, so a few inputs still keep every actor busy."""
+    blocks, skipped = [], 0
+    for chunk in chunks:
         todo = [i for i in chunk if i.key not in done]
         skipped += len(chunk) - len(todo)
         size = max(1, min(BLOCK, -(-len(todo) // actors)))
