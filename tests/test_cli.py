@@ -1,5 +1,6 @@
 """The CLI: exact output, JSON, errors as one line with a non-zero exit, no torch at start-up, the reference."""
 
+import base64
 import json
 import os
 import pty
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from zoo.cli import build_cli
+from zoo.inputs import input_key
 from zoo.registry import builtin_registry_path
 from zoo.tables import table, table_lines
 
@@ -181,6 +183,9 @@ def test_embed_writes_safetensors_and_npy(samples, tmp_path):
     assert result.exit_code == 1 and "use a file name ending in .jsonl, .csv, .parquet, .npy, .safetensors" in result.output
 
 
+NOT_AN_IMAGE = "data:image/png;base64," + base64.b64encode(b"not an image").decode()
+
+
 def test_errors_are_one_line_with_exit_1(samples, tmp_path):
     cases = [
         (["classify", "vit-cifra", samples / "cat.png"], "Error: Unknown model 'vit-cifra'. Did you mean: vit-cifar,"),
@@ -188,7 +193,9 @@ def test_errors_are_one_line_with_exit_1(samples, tmp_path):
         (["describe", "vit-cifar", samples / "cat.png"], "Error: Model 'vit-cifar' cannot describe."),
         (["classify", "deit-tiny", samples / "cat.png"], "Error: Model 'deit-tiny': weights not found"),
         (["eval", "vit-cifar", "--data-root", tmp_path], "Error: CIFAR-10 not found"),
-    ]
+        (["classify", "vit-cifar", NOT_AN_IMAGE], f"Error: {input_key(NOT_AN_IMAGE)} is not a readable image ("),
+        (["classify", "vit-cifar", NOT_AN_IMAGE + "!"], f"Error: {input_key(NOT_AN_IMAGE + '!')}: the base64 payload"),
+    ]  # a data: URI is named as its results row names it, once
     for args, start in cases:
         result = zoo_cli(*args)
         assert result.exit_code == 1, result.output

@@ -6,6 +6,7 @@ Anything else, or anything unreadable, is a BadInput naming the input and what t
 import base64
 import binascii
 import contextlib
+import hashlib
 import http.client
 import io
 import tempfile
@@ -26,6 +27,7 @@ MAX_DOWNLOAD_BYTES = 64 * 2**20  # an image URL
 DOWNLOAD_SECONDS = 60
 MAX_VIDEO_DOWNLOAD_BYTES = 2**30  # a video URL, copied to a temporary file
 VIDEO_DOWNLOAD_SECONDS = 600
+MAX_KEY = 4096  # characters of an input's text kept whole as its key (a path is at most 4 KiB)
 URL_PREFIXES = ("http://", "https://")
 
 
@@ -67,7 +69,7 @@ def open_image(item):
         buffer.seek(0)
         return _decode(buffer, item)
     if isinstance(item, str) and item.startswith("data:"):
-        return _decode(_data_uri(item), item[:40] + "...")
+        return _decode(_data_uri(item), input_key(item))
     if isinstance(item, str) and not item.strip():
         raise BadInput(EMPTY_PATH)
     if isinstance(item, (str, Path)):
@@ -177,11 +179,22 @@ def _convertible(image):
 def _data_uri(uri):
     header, sep, payload = uri.partition(",")
     if not sep or not header.endswith(";base64"):
-        raise BadInput(f"{uri[:40]}...: zoo reads data: URIs in base64 (data:image/png;base64,...).")
+        raise BadInput(f"{input_key(uri)}: zoo reads data: URIs in base64 (data:image/png;base64,...).")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise BadInput(f"{uri[:40]}...: the base64 payload is damaged.") from None
+        raise BadInput(f"{input_key(uri)}: the base64 payload is damaged.") from None
+
+
+def input_key(text):
+    """How a results file names an input given as text: as written, up to MAX_KEY characters (every usable path);
+    a data: URI, which holds a whole image, by its media type and the sha256 of it all (the first few hundred
+    characters of JPEGs written alike are the same); anything longer by its start and the sha256 of it all."""
+    if not text.startswith("data:") and len(text) <= MAX_KEY:
+        return text
+    digest = hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
+    start = text.partition(",")[0][:100] + "," if text.startswith("data:") else text[:200]
+    return f"{start}...#sha256={digest}"
 
 
 def check_online(url, what):

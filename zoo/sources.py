@@ -9,7 +9,6 @@ stream, so memory does not grow with their number.
 import collections
 import csv
 import dataclasses
-import hashlib
 import itertools
 import os
 from dataclasses import dataclass
@@ -20,13 +19,13 @@ from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput, printable
 from .files import as_path
 from .inputs import URL_PREFIXES as WEB_PREFIXES
-from .inputs import EMPTY_PATH, VIDEO_SUFFIXES, check_pixels, existing_file, is_video, open_video, video_file
+from .inputs import (EMPTY_PATH, VIDEO_SUFFIXES, check_pixels, existing_file, input_key, is_video, open_video,
+                     video_file)
 from .streaming import Failed, is_iterator
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
 LIST_SUFFIXES = (".txt", ".lst")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
-MAX_KEY = 4096  # characters of an input's text kept whole as its key (a path is at most 4 KiB)
 MAX_LINE = 1 << 20  # characters in one line of a list, a CSV manifest or standard input (a path is at most 4 KiB)
 
 
@@ -119,17 +118,6 @@ class Sources:
                                "or globs.")
             yield from self.expand(text if text.startswith(URL_PREFIXES) or Path(text).is_absolute()
                                    else str(path.parent / text), 0)
-
-
-def input_key(text):
-    """How a results file names an input given as text: as written, up to MAX_KEY characters (every usable path);
-    a data: URI, which holds a whole image, by its media type and the sha256 of it all (the first few hundred
-    characters of JPEGs written alike are the same); anything longer by its start and the sha256 of it all."""
-    if not text.startswith("data:") and len(text) <= MAX_KEY:
-        return text
-    digest = hashlib.sha256(text.encode(errors="surrogatepass")).hexdigest()
-    start = text.partition(",")[0][:100] + "," if text.startswith("data:") else text[:200]
-    return f"{start}...#sha256={digest}"
 
 
 def glob_paths(pattern):
