@@ -7,6 +7,7 @@ import os
 import re
 import tarfile
 import tempfile
+from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
@@ -167,6 +168,14 @@ def test_url_weights_with_sha256_against_the_same_server(hub, tmp_path, registry
     hub.fail["deit.safetensors"] = "slow"  # a server that stops answering does not hang the load
     with pytest.raises(zoo.MissingWeights, match="could not download .*timed out"):
         zoo.load("by-url")
+    hub.fail["deit.safetensors"] = "truncate"  # named as a cut-off download, not as tampering
+    with pytest.raises(zoo.MissingWeights, match=r"the connection closed after \d+ of \d+ bytes\); try again"):
+        zoo.load("by-url")
+    del hub.fail["deit.safetensors"]
+    hub.redirects["/files/deit.safetensors"] = "ftp://127.0.0.1:9/deit.safetensors"  # followed only to the web
+    with pytest.raises(zoo.MissingWeights, match="it redirects to ftp:, and zoo follows only http"):
+        zoo.load("by-url")
+    assert list(Path(os.environ["ZOO_HOME"], "cache", sha[:16]).iterdir()) == []  # no part file left behind
 
 
 def test_vision_language_repositories_download_whole(hub, florence2_tiny, qwen2vl_tiny, samples):

@@ -203,13 +203,13 @@ def check_online(url, what):
                        f"Download the {what} and pass its path.")
 
 
-def download(url, file, what, limit, seconds):
+def download(url, file, what, limit, seconds, timeout=DOWNLOAD_SECONDS):
     """Write what a URL holds to a binary file; refused while offline, bounded in size (`limit` bytes) and time
-    (`seconds` in all), redirected only to http(s)."""
+    (`seconds` in all, `timeout` for each read), redirected only to http(s)."""
     check_online(url, what)
     deadline, size = time.monotonic() + seconds, 0
     try:
-        with urllib.request.build_opener(_WebRedirects).open(url, timeout=DOWNLOAD_SECONDS) as response:
+        with urllib.request.build_opener(_WebRedirects).open(url, timeout=timeout) as response:
             declared = response.headers.get("Content-Length", "")
             while size <= limit and (chunk := response.read(2**20)):
                 size += file.write(chunk)

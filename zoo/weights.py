@@ -2,10 +2,9 @@
 
 import hashlib
 import importlib.resources
+import math
 import os
-import shutil
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from . import lock
@@ -14,6 +13,7 @@ from .errors import BadInput, MissingWeights, UnsafeWeights, ZooError
 from .files import as_path, file_digest
 from .hookspecs import hookimpl
 from .hub import timeout
+from .inputs import download
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -105,13 +105,13 @@ def _fetch_url(record, w, offline):
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(w.url, timeout=timeout()) as response:
-            shutil.copyfileobj(response, out)
+        with os.fdopen(fd, "wb") as out:  # weights are as large as they are: only the sha256 bounds them
+            download(w.url, out, "weights", limit=math.inf, seconds=math.inf, timeout=timeout())
         verify(tmp, w.sha256, f"the download of {w.url}")
         os.replace(tmp, target)  # atomic: a cache entry is either whole or absent
         lock.record(record.name, f"url:{w.url}", None, w.sha256, target.parent, {target.name: w.sha256})
-    except OSError as e:
-        raise MissingWeights(f"Model {record.name!r}: could not download {w.url}: {e}") from None
+    except BadInput as e:
+        raise MissingWeights(f"Model {record.name!r}: {e}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
