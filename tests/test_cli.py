@@ -193,6 +193,7 @@ def test_errors_are_one_line_with_exit_1(samples, tmp_path):
         (["describe", "vit-cifar", samples / "cat.png"], "Error: Model 'vit-cifar' cannot describe."),
         (["classify", "deit-tiny", samples / "cat.png"], "Error: Model 'deit-tiny': weights not found"),
         (["eval", "vit-cifar", "--data-root", tmp_path], "Error: CIFAR-10 not found"),
+        (["eval", "vit-cifar", "--data-root", samples / "cat.png"], f"Error: --data-root {samples / 'cat.png'} is a file"),
         (["classify", "vit-cifar", NOT_AN_IMAGE], f"Error: {input_key(NOT_AN_IMAGE)} is not a readable image ("),
         (["classify", "vit-cifar", NOT_AN_IMAGE + "!"], f"Error: {input_key(NOT_AN_IMAGE + '!')}: the base64 payload"),
     ]  # a data: URI is named as its results row names it, once

@@ -96,6 +96,8 @@ def cifar_folder(root):
     if root is None:
         raise ZooError(f"CIFAR-10 needs --data-root: a folder holding {CIFAR_DIR}/ (or that folder itself).")
     root = as_path(root)
+    if root.exists() and not root.is_dir():
+        raise ZooError(f"--data-root {root} is a file: point it at a folder holding {CIFAR_DIR}/ (or that folder).")
     for folder in (root, root / CIFAR_DIR):
         if (folder / "test_batch").is_file() and (folder / "data_batch_1").is_file():
             return folder
