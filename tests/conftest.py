@@ -50,6 +50,21 @@ def isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def hub(monkeypatch):
+    """A local Hugging Face hub on 127.0.0.1 (tests/localhub.py), online for this test."""
+    import huggingface_hub.constants
+    from localhub import Hub
+
+    hub = Hub()
+    for name in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
 def samples():
     return SAMPLES
 

@@ -9,7 +9,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import timm
 import torch
@@ -18,23 +17,11 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import zoo
-from localhub import Hub
 from zoo import lock
 from zoo.cli import build_cli
 
 TINY = {"depth": 1, "embed_dim": 32, "num_heads": 2}
 DEIT = "timm/deit_tiny_patch16_224.fb_in1k"
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    hub = Hub()
-    for name in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    yield hub
-    hub.close()
 
 
 def deit_weights(tmp_path, seed=0):

@@ -38,6 +38,8 @@ class Table:
         return table([[results.fmt(r.get(c), c) for c in columns] for r in self.rows],
                      [c.upper() for c in columns]) + "".join(failures)
 
+    __repr__ = __str__  # what a REPL or notebook shows for zoo.compare(...): the table, as pandas shows a frame
+
     def to_pandas(self):
         from .errors import require
 
