@@ -456,6 +456,11 @@ def test_the_ray_predictor_runs_a_zoo_model_in_a_users_own_ray_pipeline(tmp_path
                                   compute=ray.data.ActorPoolStrategy(size=1)).take_all()
     assert [(r["id"], Path(r["file"]).name, r["predictions"] and r["predictions"][0]["label"]) for r in by_path] == \
         [(i, name, expected.get(name)) for i, name in enumerate(sorted(expected) + ["zz-broken.png"])]
+    records = ray.data.from_items([{"image": {"bytes": None, "path": str(p)}, "id": i}  # as from_huggingface reads
+                                   for i, p in enumerate(sorted(samples.glob("*.png")))])
+    by_record = records.map_batches(zoo.RayPredictor, fn_constructor_kwargs={"model": "vit-cifar", "task": "classify"},
+                                    compute=ray.data.ActorPoolStrategy(size=1)).take_all()
+    assert [r["predictions"][0]["label"] for r in sorted(by_record, key=lambda r: r["id"])] == list(expected.values())
     with pytest.raises(zoo.ZooError, match="The batch has no column 'image' \\(it has file, id\\): name the"):
         zoo.RayPredictor("vit-cifar", "classify")({"file": np.array(["a.png"]), "id": np.array([0])})
 

@@ -24,7 +24,8 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
     chw = torch.from_numpy(array).permute(2, 0, 1)
     data = path.read_bytes()
     kinds = [str(path), path, f"file://{path}", pil, array, chw, chw.float() / 255, chw[None], data, io.BytesIO(data),
-             open(path, "rb")]  # file://: the model cards' form of a local path
+             open(path, "rb"), {"bytes": data, "path": "elsewhere.png"}, {"bytes": None, "path": str(path)}]
+    # file://: the model cards' form of a local path; a datasets Image record: its bytes, else its path
     for image in load_images(kinds):
         assert np.array_equal(np.asarray(image), array)
     assert len(load_images(torch.stack([chw, chw]))) == 2  # NCHW is a batch
@@ -42,6 +43,8 @@ def test_every_kind_decodes_to_the_same_pixels(samples):
         (torch.full((3, 4, 4), 2.0), r"\[0, 1\]"),
         (torch.zeros(3, 4, 4, dtype=torch.int32), "uint8 or float"),
         (42, "Cannot read an image from int"),
+        ({"path": "cat.png"}, r"Cannot read an image from dict: .* or a Hugging Face datasets image record"),
+        ({"bytes": None, "path": None}, "The image record holds neither bytes nor a path"),
         (b"junk", "The bytes object is not a readable image"),
         (io.BytesIO(b"junk"), "The file object is not a readable image"),
         ([], "No inputs"),

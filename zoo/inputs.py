@@ -82,8 +82,13 @@ def open_image(item):
         return _decode(bytes(item), f"The {type(item).__name__} object")
     if is_file_object(item):
         return _decode(item, getattr(item, "name", "The file object"))
+    if isinstance(item, dict) and set(item) == {"bytes", "path"}:  # a datasets Image record, as Ray reads one
+        if item["bytes"] is None and item["path"] is None:
+            raise BadInput("The image record holds neither bytes nor a path.")
+        return open_image(item["path"] if item["bytes"] is None else item["bytes"])
     raise BadInput(f"Cannot read an image from {type(item).__name__}: pass a path, a URL, a PIL image, the bytes "
-                   "of an image file (or a binary file object), a numpy HWC uint8 array, or a CHW/NCHW tensor.")
+                   "of an image file (or a binary file object), a numpy HWC uint8 array, a CHW/NCHW tensor, or a "
+                   "Hugging Face datasets image record ({'bytes': ..., 'path': ...}).")
 
 
 def _open(path):

@@ -38,9 +38,10 @@ class RayPredictor:
                             compute=ray.data.ActorPoolStrategy(size=2), batch_size=64)
 
     The batch's `column` holds images as Ray reads them (arrays from `read_images`, bytes from
-    `read_binary_files`) or paths and URLs (text, kept in the output). Each row gains the columns a zoo bulk run
-    writes (`predictions`, `embedding`, `text` or `detections`, with `task`, `model` and `error`: an image that
-    cannot be read or run is its error, not the end of the job); the batch's other columns pass through.
+    `read_binary_files`, {bytes, path} records from `from_huggingface`) or paths and URLs (text, kept in the
+    output). Each row gains the columns a zoo bulk run writes (`predictions`, `embedding`, `text` or `detections`,
+    with `task`, `model` and `error`: an image that cannot be read or run is its error, not the end of the job);
+    the batch's other columns pass through.
     `options` are the call's options; the other keywords go to `zoo.load`. Batches as numpy (Ray's default) or pandas.
     """
 
@@ -152,7 +153,7 @@ def file_chunks(items):
         if image := next((i for i in chunk if not isinstance(i.value, (str, Path, Failed))), None):
             raise ZooError(f"{image.key} is an image in memory, and the ray engine reads files, URLs, folders and "
                            "manifests: run it with engine='local', or make a Ray dataset of the images "
-                           "(ray.data.from_items, from_numpy) and map zoo.RayPredictor over it (docs/bulk.md).")
+                           "(ray.data.from_huggingface, from_items, from_numpy) and map zoo.RayPredictor over it.")
         yield chunk
 
 
