@@ -164,6 +164,15 @@ def test_in_a_terminal_a_slow_streams_first_results_show_before_a_page_is_full(s
     assert first.split()[:5] == ["INPUT", "RANK", "LABEL", "SCORE", str(samples / "cat.png")]
 
 
+@pytest.mark.slow
+def test_a_log_gets_no_progress_bars_from_the_libraries_either(samples, subprocess_env, florence2_tiny):
+    """zoo describe ... 2> log: transformers draws a bar while it loads weights, unless told what zoo knows."""
+    done = subprocess.run([sys.executable, "-m", "zoo", "describe", "florence-2-base", str(samples / "cat.png"),
+                           "--weights", str(florence2_tiny), "--max-new-tokens", "2"],
+                          capture_output=True, text=True, env=subprocess_env, timeout=300)
+    assert done.returncode == 0 and done.stdout and done.stderr == "", done.stderr[-2000:]
+
+
 def drain(terminal):
     """Read a pseudo-terminal until its other end is closed (Linux then says EIO), and close it."""
     try:

@@ -645,4 +645,6 @@ def main():
 
     # A failing plugin is worth one line on stderr, not a warning's source location.
     warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"Warning: {message}", err=True)
+    if not bars():  # hub downloads and transformers' weight loading draw bars of their own, read once at import
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     build_cli()(prog_name="zoo")
