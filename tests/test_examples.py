@@ -2,6 +2,7 @@
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
+
+import zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +38,7 @@ def test_the_readme_example_gives_what_its_comments_show(hub, monkeypatch, tmp_p
     hub.push("timm/deit_tiny_patch16_224.fb_in1k", {"model.safetensors": (tmp_path / "deit.safetensors").read_bytes()})
     monkeypatch.chdir(ROOT)
     names, shown = {}, []
-    for code, comment in readme_lines():
+    for code, comment in python_lines(ROOT / "README.md"):
         value = run_line(code, names)
         if (pattern := shown_value(comment)) is not None:
             shown.append(code)
@@ -45,13 +48,34 @@ def test_the_readme_example_gives_what_its_comments_show(hub, monkeypatch, tmp_p
     assert repr(value).split()[:3] == ["MODEL", "PROTOCOL", "TOP1"]  # compare's table, as a REPL shows it
 
 
-def readme_lines():
-    """(code, comment) for each line of the README's first Python block."""
-    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+def python_lines(page):
+    """(code, comment) for each statement of a page's first Python block (one spanning lines is joined)."""
+    block = re.search(r"```python\n(.*?)```", page.read_text(), re.S).group(1)
+    code = comment = ""
     for line in block.splitlines():
-        code, _, comment = line.partition("  #")
-        if code.strip():
-            yield code.strip(), comment.strip()
+        part, _, said = line.partition("  #")
+        code, comment = f"{code} {part.strip()}".strip(), said.strip() or comment
+        if code and all(code.count(a) == code.count(b) for a, b in ("()", "[]", "{}")):
+            yield code, comment
+            code = comment = ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page, checkpoint", [("florence2.md", "florence2_tiny"), ("qwen2vl.md", "qwen2vl_tiny")])
+def test_every_call_a_plugin_page_shows_runs(page, checkpoint, request, samples, write_clip, tmp_path, monkeypatch):
+    """docs/plugins/PAGE's example, each call as written, on a tiny random checkpoint of the model (so only that the
+    calls work is checked, not what the answers say)."""
+    weights = request.getfixturevalue(checkpoint)
+    shutil.copy(samples / "cat.png", tmp_path / "a.jpg")
+    shutil.copy(samples / "dog.png", tmp_path / "b.jpg")
+    write_clip(tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    names, ran = {"zoo": zoo}, 0
+    for code, _ in python_lines(ROOT / "docs" / "plugins" / page):
+        tiny = re.sub(r'zoo\.load\(("[^"]+")\)', lambda m: f"zoo.load({m[1]}, weights={str(weights)!r})", code)
+        run_line(tiny, names)
+        ran += 1
+    assert ran >= 7  # (offline, a load without the tiny checkpoint would have failed)
 
 
 def run_line(code, names):
