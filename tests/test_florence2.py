@@ -1,5 +1,7 @@
 """Florence-2 on a tiny random model built offline and loaded through the real weights path."""
 
+import json
+
 import pytest
 import torch
 from PIL import Image
@@ -190,6 +192,10 @@ def test_cli_describe_and_detect_draw(tiny, samples, tmp_path):
     result = runner.invoke(build_cli(), ["describe", "florence-2-base", str(samples / "cat.png"), "--weights",
                                          str(tiny), "--max-new-tokens", "4", "--json"])
     assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)[0]["text"]
+    result = runner.invoke(build_cli(), ["describe", "florence-2-base", str(samples / "cat.png"), "--weights",
+                                         str(tiny), "--max-new-tokens", "4"])
+    assert (result.exit_code, result.stdout) == (0, answer + "\n")  # one input: its answer alone, as streamed
     result = runner.invoke(build_cli(), ["detect", "florence-2-base", str(samples / "cat.png"), "--weights", str(tiny),
                                          "--draw", str(tmp_path / "drawn")])
     assert result.exit_code == 0, result.output

@@ -353,10 +353,15 @@ class Printed:
             except BadInput as e:
                 self.fail(item, str(e))
                 continue
-            click.echo(("" if self.single else f"{visible(item.key)}: ") + visible(first, ANSWER), nl=False)
+            click.echo(self.named(item) + visible(first, ANSWER), nl=False)
             for piece in pieces:
                 click.echo(visible(piece, ANSWER), nl=False)
             click.echo()
+
+    def named(self, item):
+        """What comes before an input's answer: its name when there are several, nothing for a single input (so
+        `caption=$(zoo describe NAME photo.jpg)` is the caption)."""
+        return "" if self.single else f"{visible(item.key)}: "
 
     def print_table(self, rows, headers):
         """Print the results' table as its rows come. Inputs that worked but gave no row (an image in which nothing
@@ -437,7 +442,9 @@ def classify(name, inputs, top_k, labels, as_json, **load):
 @load_options
 @bulk_options
 def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load):
-    """Describe images or videos (captions, OCR, answers to --prompt)."""
+    """Describe images or videos (captions, OCR, answers to --prompt).
+
+    One input prints its answer alone; several print a line `INPUT: ANSWER` each."""
     options = given(prompt=prompt, task=task, max_new_tokens=max_new_tokens)
     if stream and as_json:
         raise ZooError("--stream prints answers as they come, --json all of them at the end: leave out one.")
@@ -453,7 +460,7 @@ def describe(name, inputs, prompt, task, max_new_tokens, stream, as_json, **load
         emit_json_list({"input": item.key, "text": text} for item, text in shown)
     else:
         for item, text in shown:  # each as it is written: answers are slow to come
-            click.echo(f"{visible(item.key)}: {visible(text, ANSWER)}")
+            click.echo(shown.named(item) + visible(text, ANSWER))
     shown.report()
 
 
