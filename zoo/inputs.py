@@ -86,6 +86,9 @@ def open_image(item):
         if item["bytes"] is None and item["path"] is None:
             raise BadInput("The image record holds neither bytes nor a path.")
         return open_image(item["path"] if item["bytes"] is None else item["bytes"])
+    if isinstance(item, dict):  # most often a dataset's row: name the column that holds the image
+        raise BadInput(f"Cannot read an image from a dict with keys {', '.join(map(str, item))[:200]}: pass the "
+                       "image it holds (a dataset's rows: (row['image'] for row in dataset)).")
     raise BadInput(f"Cannot read an image from {type(item).__name__}: pass a path, a URL, a PIL image, the bytes "
                    "of an image file (or a binary file object), a numpy HWC uint8 array, a CHW/NCHW tensor, or a "
                    "Hugging Face datasets image record ({'bytes': ..., 'path': ...}).")
