@@ -102,9 +102,32 @@ def test_a_pattern_matching_nothing_is_an_error_row_and_a_name_with_brackets_is_
     assert found[0]["predictions"][0]["label"] == "cat" and found[1]["error"] == f"No file matches {photos}/*.jpeg."
 
 
+def test_a_parquet_manifest_of_images_as_the_hub_stores_them(photos, tmp_path, monkeypatch):
+    """A Hugging Face dataset's Parquet file: each image a {bytes, path} record, named by its row; a record with
+    only a path is read from there (relative to the manifest), as a manifest's paths are."""
+    shutil.copy(photos / "dog.png", tmp_path / "dog.png")
+    images = [{"bytes": (photos / "cat.png").read_bytes(), "path": "cat.png"}, {"bytes": None, "path": "dog.png"},
+              {"bytes": b"not an image", "path": "x.png"}, None]
+    pq.write_table(pa.table({"image": images, "label": [3, 5, 0, 1]}), tmp_path / "train.parquet")
+    monkeypatch.chdir(photos)  # not the manifest's folder
+    summary = zoo.run("vit-cifar", tmp_path / "train.parquet", task="classify", out=tmp_path / "p.jsonl",
+                      column="image")
+    found = rows(tmp_path / "p.jsonl")
+    assert (summary.done, summary.failed) == (2, 1)
+    assert [(r["input"], r["predictions"] and r["predictions"][0]["label"]) for r in found] == [
+        (f"{tmp_path / 'train.parquet'}#row={i}", label) for i, label in enumerate(["cat", "dog", None])]
+    assert "is not a readable image" in found[2]["error"]
+    again = zoo.run("vit-cifar", tmp_path / "train.parquet", task="classify", out=tmp_path / "p.jsonl",
+                    column="image", resume=True)
+    assert (again.done, again.skipped) == (0, 3)
+    with pytest.raises(zoo.ZooError, match=r"train.parquet#row=0 is an image the driver holds, .*read_parquet"):
+        zoo.run("vit-cifar", tmp_path / "train.parquet", task="classify", out=tmp_path / "r.parquet",
+                column="image", engine="ray")
+
+
 @pytest.mark.parametrize("column, message", [
-    (pa.array([1, 2]), "column 'path' holds int64, not paths"),
-    (pa.array([["a.png"]]), "holds list<element: string>, not paths"),
+    (pa.array([1, 2]), "column 'path' holds int64, not paths or images"),
+    (pa.array([["a.png"]]), "holds list<element: string>, not paths or images"),
 ])
 def test_a_parquet_column_that_holds_no_paths_is_one_line(tmp_path, column, message):
     pq.write_table(pa.table({"path": column}), tmp_path / "m.parquet")
@@ -581,7 +604,7 @@ def test_the_ray_engine_refuses_images_in_memory_before_ray_starts(tmp_path, sam
 
     started = []
     monkeypatch.setattr(ray_engine, "start", lambda *args: started.append(args))
-    with pytest.raises(zoo.ZooError, match=r"^input-1 is an image in memory, .*engine='local', or make a Ray dataset"):
+    with pytest.raises(zoo.ZooError, match=r"^input-1 is an image the driver holds, .*engine='local', or make a Ray"):
         zoo.run("vit-cifar", [samples / "cat.png", Image.open(samples / "dog.png")], task="classify",
                 out=tmp_path / "preds.parquet", engine="ray")
     assert not started and not (tmp_path / "preds.parquet").exists()

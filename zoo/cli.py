@@ -249,7 +249,8 @@ def bulk_options(f):
     f = click.option("--out", type=PATH, default=None,
                      help="Write results here (.jsonl, .csv, .parquet; embeddings also .npy, .safetensors).")(f)
     f = click.option("--fps", type=PositiveFloat(), default=None, help="Video frames per second for image models [1].")(f)
-    f = click.option("--column", default="path", show_default=True, help="The path column of a CSV/Parquet manifest.")(f)
+    f = click.option("--column", default="path", show_default=True,
+                     help="The column of a CSV/Parquet manifest holding paths (or, in Parquet, the images).")(f)
     f = click.option("--ext", default=None, help="File types a folder or glob keeps, e.g. jpg,png [images, videos].")(f)
     return click.option("-r", "--recursive", is_flag=True, help="Walk into sub-folders.")(f)
 

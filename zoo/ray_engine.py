@@ -151,9 +151,9 @@ def file_chunks(items):
     items = iter(items)
     while chunk := list(itertools.islice(items, CHUNK)):
         if image := next((i for i in chunk if not isinstance(i.value, (str, Path, Failed))), None):
-            raise ZooError(f"{image.key} is an image in memory, and the ray engine reads files, URLs, folders and "
-                           "manifests: run it with engine='local', or make a Ray dataset of the images "
-                           "(ray.data.from_huggingface, from_items, from_numpy) and map zoo.RayPredictor over it.")
+            raise ZooError(f"{image.key} is an image the driver holds, and the ray engine hands its workers files "
+                           "and URLs: run it with engine='local', or make a Ray dataset of the images (ray.data."
+                           "read_parquet, from_huggingface, from_items, from_numpy) and map zoo.RayPredictor over it.")
         yield chunk
 
 

@@ -26,6 +26,7 @@ from .streaming import Failed, is_iterator
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
 LIST_SUFFIXES = (".txt", ".lst")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
+IMAGE_ROWS = 64  # rows of a Parquet manifest read at a time when they hold the images themselves
 MAX_LINE = 1 << 20  # characters in one line of a list, a CSV manifest or standard input (a path is at most 4 KiB)
 
 
@@ -108,8 +109,14 @@ class Sources:
         return self.entries(path, checked(path, lambda p: values(p, self.column), f"{path.suffix[1:].upper()} manifest"))
 
     def entries(self, path, values):
-        """The inputs a list or manifest names (empty ones skipped); relative paths from its folder."""
-        for value in values:
+        """The inputs a list or manifest names (empty ones skipped); relative paths from its folder. An image stored
+        in a Parquet manifest is named by its row (photos.parquet#row=7), as a video frame is by its time."""
+        for row, value in enumerate(values):
+            if isinstance(value, dict):
+                if value["bytes"] is None and value["path"] and not Path(value["path"]).is_absolute():
+                    value = {"bytes": None, "path": str(path.parent / value["path"])}  # as a path in a manifest
+                yield Item(f"{path}#row={row}", value)
+                continue
             text = "" if value is None else str(value).strip()
             if not text:
                 continue
@@ -177,7 +184,8 @@ def bounded_lines(f, name):
 
 
 def parquet_column(path, column):
-    """The values of one column of a Parquet file, a batch at a time; paths are text (or bytes)."""
+    """The values of one column of a Parquet file, a batch at a time: paths as text (or bytes), or images stored in
+    the file as Hugging Face datasets stores them ({bytes, path} records: the hub's Parquet files)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -186,10 +194,13 @@ def parquet_column(path, column):
         raise no_column(path, column, schema.names)
     kind = schema.field(column).type
     kind = kind.value_type if pa.types.is_dictionary(kind) else kind  # a pandas category column
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+    images = pa.types.is_struct(kind) and {field.name for field in kind} == {"bytes", "path"}
+    if not (images or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
             or pa.types.is_large_binary(kind)):
-        raise BadInput(f"{path}: column {column!r} holds {kind}, not paths; name the column of paths with --column.")
-    for batch in pq.ParquetFile(path).iter_batches(columns=[column]):
+        raise BadInput(f"{path}: column {column!r} holds {kind}, not paths or images; name the column of paths "
+                       "with --column.")
+    rows = IMAGE_ROWS if images else 65_536  # pyarrow's batch, unless each row holds a whole image
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=[column]):
         yield from (os.fsdecode(v) if isinstance(v, bytes) else v for v in batch.column(0).to_pylist())
 
 
