@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import math
 import os
 import sys
 
@@ -369,7 +370,7 @@ class Printed:
         was detected) still get the header, an empty table rather than silence; inputs that all failed get nothing.
         In a terminal the first page waits at most PAGE_SECONDS; a file or pipe gets widths that do not depend on
         timing, so the same run writes the same text."""
-        printed, wait = 0, PAGE_SECONDS if sys.stdout.isatty() else None
+        printed, wait = 0, PAGE_SECONDS if sys.stdout.isatty() else math.inf
         for printed, line in enumerate(table_lines(rows, headers, wait=wait), 1):
             click.echo(line)
         if not printed and self.total > len(self.failed):

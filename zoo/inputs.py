@@ -29,6 +29,7 @@ MAX_VIDEO_DOWNLOAD_BYTES = 2**30  # a video URL, copied to a temporary file
 VIDEO_DOWNLOAD_SECONDS = 600
 MAX_KEY = 4096  # characters of an input's text kept whole as its key (a path is at most 4 KiB)
 URL_PREFIXES = ("http://", "https://")
+IMAGE_RECORD = {"bytes", "path"}  # the fields of an image as Hugging Face datasets stores it (and Ray reads it)
 
 
 def is_video(item):
@@ -82,7 +83,7 @@ def open_image(item):
         return _decode(bytes(item), f"The {type(item).__name__} object")
     if is_file_object(item):
         return _decode(item, getattr(item, "name", "The file object"))
-    if isinstance(item, dict) and set(item) == {"bytes", "path"}:  # a datasets Image record, as Ray reads one
+    if isinstance(item, dict) and set(item) == IMAGE_RECORD:
         if item["bytes"] is None and item["path"] is None:
             raise BadInput("The image record holds neither bytes nor a path.")
         return open_image(item["path"] if item["bytes"] is None else item["bytes"])

@@ -19,8 +19,8 @@ from .datasets import IMAGE_SUFFIXES
 from .errors import BadInput, printable
 from .files import as_path
 from .inputs import URL_PREFIXES as WEB_PREFIXES
-from .inputs import (EMPTY_PATH, VIDEO_SUFFIXES, check_pixels, existing_file, input_key, is_video, open_video,
-                     video_file)
+from .inputs import (EMPTY_PATH, IMAGE_RECORD, VIDEO_SUFFIXES, check_pixels, existing_file, input_key, is_video,
+                     open_video, video_file)
 from .streaming import Failed, is_iterator
 
 URL_PREFIXES = (*WEB_PREFIXES, "data:")  # inputs named by their own text, not looked up as files
@@ -194,7 +194,7 @@ def parquet_column(path, column):
         raise no_column(path, column, schema.names)
     kind = schema.field(column).type
     kind = kind.value_type if pa.types.is_dictionary(kind) else kind  # a pandas category column
-    images = pa.types.is_struct(kind) and {field.name for field in kind} == {"bytes", "path"}
+    images = pa.types.is_struct(kind) and {field.name for field in kind} == IMAGE_RECORD
     if not (images or pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
             or pa.types.is_large_binary(kind)):
         raise BadInput(f"{path}: column {column!r} holds {kind}, not paths or images; name the column of paths "

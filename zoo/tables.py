@@ -1,6 +1,7 @@
 """Text for a terminal: plain aligned tables (the CLI, benchmark results), names shown safely."""
 
 import itertools
+import math
 import re
 import time
 
@@ -24,29 +25,21 @@ def table(rows, headers):
     return "\n".join(aligned(rows, headers, widths(rows, headers)))
 
 
-def table_lines(rows, headers, page=PAGE_ROWS, wait=None):
+def table_lines(rows, headers, page=PAGE_ROWS, wait=math.inf):
     """The lines of table(rows, headers) as the rows come, for results that stream: the first page of rows sets the
     column widths (a longer cell later widens only its own line), so rows are printed as they come and never all
-    held. The first page is `page` rows; with `wait`, it also ends at the first row that comes `wait` seconds after
-    the first row did (a slow model's first batch shows when its second comes, not after the last). Nothing, not
-    even the header, when there are no rows."""
+    held. The first page is `page` rows, or fewer: it ends at the first row that comes `wait` seconds after the
+    first row did (a slow model's first batch shows when its second comes, not after the last). Nothing, not even
+    the header, when there are no rows."""
     rows = ([visible(c) for c in row] for row in rows)
-    first = first_page(rows, page, wait)
-    if first:
-        yield from aligned(itertools.chain(first, rows), headers, widths(first, headers))
-
-
-def first_page(rows, page, wait):
-    if wait is None:
-        return list(itertools.islice(rows, page))
     first, began = [], None
     for row in rows:
         first.append(row)
-        now = time.monotonic()
-        began = now if began is None else began
-        if len(first) == page or now - began >= wait:
+        began = time.monotonic() if began is None else began
+        if len(first) == page or time.monotonic() - began >= wait:
             break
-    return first
+    if first:
+        yield from aligned(itertools.chain(first, rows), headers, widths(first, headers))
 
 
 def widths(rows, headers):
