@@ -142,6 +142,25 @@ def test_static_cache_decodes_the_same_tokens(tiny, model, samples):
     assert fast.describe(paths, max_new_tokens=6) == model.describe(paths, max_new_tokens=6)
 
 
+@pytest.mark.slow
+def test_compile_lets_generate_compile_the_decoding_step_only(tiny, model, samples):
+    """compile=True is transformers' compiled generation: a static cache, the decoding step compiled by generate
+    (which does so on accelerators; forced here on the CPU), the prefill eager. zoo used to compile the whole
+    forward too, which crashed on an H100 (CUDA graphs of the prefill overwrote the cache)."""
+    from transformers import CompileConfig
+
+    compiled = zoo.load("qwen2-vl-2b-instruct", weights=tiny, compile=True, batch_size=2, min_pixels=28 * 28 * 4,
+                        max_pixels=28 * 28 * 16)
+    config = compiled.model.generation_config
+    assert config.cache_implementation == "static" and not config.disable_compile
+    assert model.model.generation_config.disable_compile  # zoo compiles only when asked
+    config.compile_config = CompileConfig()
+    config.compile_config._compile_all_devices = True
+    paths = [samples / "cat.png", samples / "dog.png"]
+    assert compiled.describe(paths, max_new_tokens=6) == model.describe(paths, max_new_tokens=6)
+    assert hasattr(compiled.model, "_compiled_call") and "forward" not in vars(compiled.model)
+
+
 def test_stream_yields_the_same_text(model, samples):
     streamed = "".join(model.stream_text(samples / "cat.png", max_new_tokens=6)).strip()
     assert streamed == model.describe(samples / "cat.png", max_new_tokens=6)[0]

@@ -112,9 +112,12 @@ class VisionLanguageModel(Model):
         model_class, processor_class = cls.classes()
         model, processor, attention = load_pretrained(model_class, processor_class, record, weights, runtime)
         if runtime.compile:
-            import torch
-
-            model.forward = torch.compile(model.forward, mode="reduce-overhead")
+            # transformers' own compiled generation: a static KV cache, whose fixed shapes let generate() compile the
+            # decoding step (CUDA graphs) while the prefill, whose shapes vary, stays eager. Compiling forward here
+            # as well captured the prefill too, and replaying its graphs overwrote the cache on an H100.
+            model.generation_config.cache_implementation = "static"
+        else:
+            model.generation_config.disable_compile = True  # a static cache alone compiles nothing unasked
         return cls(record, runtime, model, processor, attention=attention, weights_path=weights, options=options)
 
     # -- inputs ---------------------------------------------------------------------------------------

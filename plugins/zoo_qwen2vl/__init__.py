@@ -26,7 +26,7 @@ class Options:
     max_pixels: int | None = option(None, minimum=SMALLEST_IMAGE)  # the released checkpoints' and qwen-vl-utils'
     fps: float | None = option(None, minimum=0.0)  # video frames per second; None: qwen-vl-utils' 2.0
     nframes: int | None = option(None, minimum=2)  # or this many frames, evenly spaced
-    static_cache: bool = False  # preallocate the KV cache (with compile=True: CUDA graphs for decoding)
+    static_cache: bool = False  # preallocate the KV cache (compile=True implies it)
 
 
 class Qwen2VL(vlm.VisionLanguageModel):
@@ -47,7 +47,6 @@ class Qwen2VL(vlm.VisionLanguageModel):
         processor.tokenizer.padding_side = "left"  # batched generation continues every row at the same column
         install_video_reader()
         if options.static_cache:
-            # Fixed shapes per step are what let torch.compile capture the decode step once and replay it.
             model.generation_config.cache_implementation = "static"
 
     @classmethod
