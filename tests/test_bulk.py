@@ -168,10 +168,10 @@ def test_embeddings_to_parquet_npy_and_safetensors_with_an_index(photos, tmp_pat
     embeddings = table.column("embedding")  # broken.png: a null in its row
     assert pa.types.is_list(embeddings.type) and embeddings.null_count == 1
     zoo.run("vit-cifar", photos / "more", task="embed", out=tmp_path / "good.parquet")  # every input worked
-    assert pq.read_table(tmp_path / "good.parquet").schema.field("embedding").type == pa.list_(pa.float32(), 128)
+    assert pq.read_table(tmp_path / "good.parquet").schema.field("embedding").type == pa.list_(pa.float32(), 256)
     zoo.run("vit-cifar", photos, task="embed", out=tmp_path / "e.npy")
     index = json.loads((tmp_path / "e.index.json").read_text())
-    assert np.load(tmp_path / "e.npy").shape == (8, 128) and len(index) == 9 and sum(bool(i["error"]) for i in index) == 1
+    assert np.load(tmp_path / "e.npy").shape == (8, 256) and len(index) == 9 and sum(bool(i["error"]) for i in index) == 1
     zoo.run("vit-cifar", photos, task="embed", out=tmp_path / "e.safetensors")
     with safe_open(str(tmp_path / "e.safetensors"), "np") as f:
         vectors, inputs = f.get_tensor("embeddings"), json.loads(f.metadata()["inputs"])
@@ -187,7 +187,7 @@ def test_a_long_runs_safetensors_index_goes_beside_the_file(photos, tmp_path, mo
     out = tmp_path / "e.safetensors"
     zoo.run("vit-cifar", photos, task="embed", out=out)
     with safe_open(str(out), "np") as f:
-        assert f.metadata() == {"index_file": "e.index.json"} and f.get_tensor("embeddings").shape == (8, 128)
+        assert f.metadata() == {"index_file": "e.index.json"} and f.get_tensor("embeddings").shape == (8, 256)
     assert len(json.loads((tmp_path / "e.index.json").read_text())) == 9
     summary = zoo.run("vit-cifar", photos, task="embed", out=out, resume=True, recursive=True)
     assert (summary.skipped, summary.done) == (9, 2)
@@ -470,7 +470,7 @@ def test_the_ray_predictor_runs_a_zoo_model_in_a_users_own_ray_pipeline(tmp_path
     files = ray.data.read_binary_files(str(folder), include_paths=True).map_batches(
         zoo.RayPredictor, fn_constructor_kwargs={"model": "vit-cifar", "task": "embed", "column": "bytes"},
         compute=ray.data.ActorPoolStrategy(size=1), batch_size=4, batch_format="pandas").take_all()
-    assert {len(r["embedding"]) for r in files if r["error"] is None} == {128}
+    assert {len(r["embedding"]) for r in files if r["error"] is None} == {256}
     errors = {Path(r["path"]).name: r["error"] for r in files}
     assert "is not a readable image" in errors.pop("zz-broken.png") and set(errors.values()) == {None}
     listed = ray.data.from_items([{"file": str(p), "id": i} for i, p in enumerate(sorted(folder.glob("*.png")))])

@@ -190,7 +190,7 @@ def drain(terminal):
 def test_embed_writes_safetensors_and_npy(samples, tmp_path):
     result = zoo_cli("embed", "vit-cifar", samples / "cat.png", samples / "dog.png", "--out", tmp_path / "e.safetensors")
     assert result.exit_code == 0 and result.output.startswith("done 2, failed 0, skipped 0")
-    assert load_file(tmp_path / "e.safetensors")["embeddings"].shape == (2, 128)
+    assert load_file(tmp_path / "e.safetensors")["embeddings"].shape == (2, 256)
     assert zoo_cli("embed", "vit-cifar", samples / "cat.png", "--out", tmp_path / "e.npy").exit_code == 0
     result = zoo_cli("embed", "vit-cifar", samples / "cat.png", "--out", tmp_path / "e.txt")
     assert result.exit_code == 1 and "use a file name ending in .jsonl, .csv, .parquet, .npy, .safetensors" in result.output

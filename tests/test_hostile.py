@@ -883,7 +883,7 @@ def test_labels_that_do_not_fit_the_head_say_so(registry_file):
      "does not hold a linear head for 10 labels"),
     (lambda f: save_file({"weight": torch.zeros(10, 64), "bias": torch.zeros(10), "mean": torch.zeros(64),
                           "std": torch.ones(64)}, str(f / "head.safetensors")),
-     "its head takes 64 features but vit-cifar gives 128: it was trained on another backbone"),
+     "its head takes 64 features but vit-cifar gives 256: it was trained on another backbone"),
 ])
 def test_a_damaged_probe_folder_is_one_line(damage, message):
     folder = Path(probe.probe("vit-cifar", dataset="cifar10-sample", epochs=1, limit=20, test_limit=10)["path"])
