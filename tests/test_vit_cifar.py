@@ -41,7 +41,7 @@ def test_vit_shapes_and_options():
 def test_batched_crop_and_flip_equal_torchvisions_per_image_transforms():
     from torchvision.transforms.v2 import functional as TF
 
-    from zoo_vit_cifar.train import CROP_PADDING, random_crop, random_flip
+    from zoo_vit_cifar.augment import CROP_PADDING, random_crop, random_flip
 
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     crops = random_crop(images, torch.Generator().manual_seed(1))
@@ -58,12 +58,80 @@ def test_batched_crop_and_flip_equal_torchvisions_per_image_transforms():
     assert 0 < which.sum() < 16
 
 
+@pytest.mark.parametrize("negative", [False, True])
+def test_batched_rand_augment_applies_torchvisions_op_to_each_image(negative):
+    """Every (op, sign) of torchvision's RandAugment, forced on a whole batch, against torchvision's own op applied
+    image by image: geometric and lookup ops exactly, blends within one grey level (another rounding order)."""
+    from torchvision.transforms.v2 import InterpolationMode, RandAugment
+
+    from zoo_vit_cifar.augment import BLENDS, OPS, magnitude, rand_augment_layer, tables
+
+    reference = RandAugment()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    images[0] = images[0] // 4 + 64  # a low-contrast image, for AutoContrast and Equalize
+    images[1, 0] = 7  # a one-level channel, which AutoContrast leaves as it is
+    shared = tables(32, 32, images.device)
+    for index, name in enumerate(OPS):
+        op, sign = torch.full((6,), index), torch.full((6,), negative)
+        ours = rand_augment_layer(images, op, sign, shared)
+        m = magnitude(name, 32, 32) * (-1 if negative and RandAugment._AUGMENTATION_SPACE[name][1] else 1)
+        theirs = torch.stack([reference._apply_image_or_video_transform(
+            image, name, m, interpolation=InterpolationMode.NEAREST, fill={}) for image in images])
+        difference = (ours.int() - theirs.int()).abs()
+        if name in BLENDS:
+            assert difference.max() <= 1 and (difference == 0).float().mean() > 0.95, name
+        else:
+            assert torch.equal(ours, theirs), name
+
+
+def test_rand_augment_draws_each_images_ops_on_the_device():
+    from zoo_vit_cifar.augment import rand_augment
+
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    first = rand_augment(images, 2, torch.Generator().manual_seed(5))
+    assert torch.equal(first, rand_augment(images, 2, torch.Generator().manual_seed(5)))  # a resume is exact
+    changed = (first != images).flatten(1).any(dim=1)
+    assert 0.5 < changed.float().mean() < 1  # most images change; some drew Identity twice or a no-op
+
+
+def test_augmentation_never_waits_for_the_gpu():
+    """No operator reads the batch's values on the host (an item, a nonzero, a boolean-mask index): on a GPU each
+    one waits for the queue, so the host cannot run ahead. Run on the meta device, with such reads recorded;
+    torchvision's autocontrast has one (a boolean-mask assignment), which is why zoo writes its own."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+    from torchvision.transforms.v2 import functional as TF
+
+    from zoo_vit_cifar.augment import rand_augment, random_crop, random_flip
+
+    class HostReads(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.found = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            tensors = [t for t in tree_leaves((args, kwargs or {})) if isinstance(t, torch.Tensor)]
+            name = func.__name__.split(".")[0]
+            masks = name.startswith("index") and any(t.dtype == torch.bool for t in tensors[1:])
+            if any(t.is_meta for t in tensors) and (masks or name in ("nonzero", "_local_scalar_dense", "masked_select")):
+                self.found.append(name)
+            return func(*args, **(kwargs or {}))
+
+    images = torch.empty((8, 3, 32, 32), dtype=torch.uint8, device="meta")
+    with HostReads() as reads:
+        rand_augment(random_flip(random_crop(images, None), None), 2, None)
+    assert reads.found == []
+    with HostReads() as reads:
+        TF.autocontrast(images)
+    assert reads.found  # the check sees such a read
+
+
 @pytest.mark.parametrize("kind", ["mixup", "cutmix"])
 def test_mixup_and_cutmix_weigh_each_target_by_its_share_of_the_image(kind):
     import numpy as np
 
     from zoo_vit_cifar.presets import PRESETS
-    from zoo_vit_cifar.train import mix
+    from zoo_vit_cifar.augment import mix
 
     recipe = replace(PRESETS["best"], mixup=0.8 if kind == "mixup" else 0.0, cutmix=1.0 if kind == "cutmix" else 0.0)
     x = torch.arange(8.0)[:, None, None, None].expand(8, 3, 32, 32)  # image i is all i: its pixels say whose they are

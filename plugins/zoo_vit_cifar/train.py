@@ -20,6 +20,7 @@ from zoo.errors import ZooError
 from zoo.files import atomic_path, write_text
 from zoo.labels import CIFAR10
 
+from .augment import mix, rand_augment, random_crop, random_flip
 from .presets import PRESETS, Recipe
 from .vit import ViT
 
@@ -27,8 +28,6 @@ CHECKPOINT = "checkpoint.safetensors"
 SEED_RANGE = 2**62  # per-step seeds are drawn below this
 EPOCH_SEED_STRIDE = 100_003  # a prime: the shuffle seeds of (seed, epoch) pairs never collide in practice
 SHOW_EVERY = 20  # steps between the progress bar's loss readings (each one waits for the GPU)
-CROP_PADDING = 4  # pixels of reflect padding before a random 32x32 crop
-RANDAUGMENT_CHUNK = 32  # images sharing one RandAugment op draw
 EVAL_BATCH = 1000
 
 # -- distributed -------------------------------------------------------------------------------
@@ -45,54 +44,6 @@ def setup_distributed(device):
     if use_cuda:
         torch.cuda.set_device(local)
     return rank, world, torch.device(f"cuda:{local}" if use_cuda else "cpu")
-
-
-# -- augmentation on batches of uint8 tensors ----------------------------------------------------
-
-
-def random_crop(x, gen, pad=CROP_PADDING):
-    n, _, h, w = x.shape
-    padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n 1 h 1
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n 1 1 w
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
-
-
-def random_flip(x, gen):
-    flip = (torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5)[:, None, None, None]
-    return torch.where(flip, x.flip(3), x)
-
-
-def rand_augment(x, ops, chunk=RANDAUGMENT_CHUNK):
-    """torchvision's RandAugment, with a fresh op draw for every chunk of the batch."""
-    from torchvision.transforms import v2
-
-    augment = v2.RandAugment(num_ops=ops)
-    return torch.cat([augment(part) for part in x.split(chunk)])
-
-
-def mix(x, y_soft, recipe, rng):
-    """Mixup or CutMix (one of them per batch, as timm does) with the batch reversed as partner."""
-    if not (recipe.mixup or recipe.cutmix):
-        return x, y_soft
-    use_cutmix = recipe.cutmix and (not recipe.mixup or rng.random() < 0.5)
-    lam = float(rng.beta(recipe.cutmix, recipe.cutmix) if use_cutmix else rng.beta(recipe.mixup, recipe.mixup))
-    if use_cutmix:
-        h, w = x.shape[-2:]
-        cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = rng.integers(h), rng.integers(w)
-        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
-        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
-        x = x.clone()
-        x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
-        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
-    else:
-        x = x * lam + x.flip(0) * (1 - lam)
-    return x, y_soft * lam + y_soft.flip(0) * (1 - lam)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -287,7 +238,7 @@ def augment(run, x, y, rng, gen):
     if recipe.flip:
         x = random_flip(x, gen)
     if recipe.randaugment:
-        x = rand_augment(x, recipe.randaugment)
+        x = rand_augment(x, recipe.randaugment, gen)
     x = (x.float() / 255 - mean) / std
     classes = len(CIFAR10)
     y_soft = F.one_hot(y, classes).float() * (1 - recipe.label_smoothing) + recipe.label_smoothing / classes
@@ -300,7 +251,7 @@ def train_step(run, epoch, step, order):
     rng = np.random.default_rng([run.seed, epoch, step, run.rank])
     # On the device: random draws made on the CPU would be copied over, and each copy waits for the GPU's queue.
     gen = torch.Generator(device=run.device).manual_seed(int(rng.integers(SEED_RANGE)))
-    torch.manual_seed(int(rng.integers(SEED_RANGE)))  # dropout, stochastic depth, RandAugment
+    torch.manual_seed(int(rng.integers(SEED_RANGE)))  # dropout, stochastic depth
     index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size][run.rank::run.world]
     # Named for benchmarks/vit_cifar.py --profile; outside a profiler each costs about 7 µs (2-core CPU), once a step.
     with record_function("augment"):
