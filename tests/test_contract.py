@@ -156,7 +156,7 @@ def test_streaming_memory_is_bounded_by_the_queue(samples):
     worst = 0
     for consumed, row in enumerate(model.embed_stream(images), start=1):
         worst = max(worst, prepared[0] - consumed)
-        assert row.shape == (128,)
+        assert row.shape == (256,)
     assert consumed == 3000 and prepared[0] == 3000
     assert worst <= bound, f"{worst} decoded inputs waited; the bound is {bound}"
     assert worst > model.batch_size  # decoding did run ahead of the model: the queue was in use
