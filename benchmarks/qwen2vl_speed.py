@@ -3,7 +3,7 @@
 Plain: the model card's usage, one request: the chat template, qwen-vl-utils' process_vision_info, the
 processor, Qwen2VLForConditionalGeneration.generate with its dynamic cache. zoo: single-stream describe (with
 --compile, a static KV cache and torch.compile), batched describe, and classify over the 10 CIFAR-10 labels
-(one prefill per image, labels scored from the shared prefix). A fixed number of new tokens; both follow the
+(one prefill per batch, labels scored from each input's prefix). A fixed number of new tokens; both follow the
 checkpoint's generation config. Checks that zoo's answer equals the plain one.
 
     python benchmarks/qwen2vl_speed.py --size 2b --new-tokens 128 --batch-size 8 --compile

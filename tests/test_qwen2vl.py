@@ -130,8 +130,11 @@ def test_classify_equals_brute_force_per_label(model, samples, write_clip, tmp_p
     for p in result:
         assert p.score == pytest.approx(expected[labels.index(p.label)].item(), abs=1e-4)
     assert [p.label for p in result] == [labels[i] for i in expected.argsort(descending=True)]
+    # One prefill for a batch, left-padded where the prompts differ in length (a video's is longer than an image's).
     batch = model.classify([image, samples / "cat.png"], labels=labels, top_k=4)
-    assert [p.label for p in batch[0]] == [p.label for p in result]
+    for together, alone in zip(batch, [result, model.classify(samples / "cat.png", labels=labels, top_k=4)[0]]):
+        assert [p.label for p in together] == [p.label for p in alone]
+        assert [p.score for p in together] == pytest.approx([p.score for p in alone], abs=1e-4)
 
 
 def test_static_cache_decodes_the_same_tokens(tiny, model, samples):

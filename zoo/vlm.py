@@ -202,7 +202,4 @@ class VisionLanguageModel(Model):
     # -- classify by likelihood ----------------------------------------------------------------------
 
     def classify_batch(self, batch, options):
-        import torch
-
-        scores = torch.stack([self.label_scores(item, options.labels) for item in batch])
-        return top_predictions(scores, options.labels, options.top_k)
+        return top_predictions(self.label_scores(batch, options.labels), options.labels, options.top_k)

@@ -191,20 +191,24 @@ class Florence2(vlm.VisionLanguageModel):
         """Boxes (and polygons, for OCR regions and segmentation) in pixels of each input image, with labels."""
         return [detections(answer) for answer in self.parsed(batch, options, DETECT_TASKS)]
 
-    def label_scores(self, query, labels):
-        """log p(label | image) for every label: one encoder pass, every label in one decoder batch."""
+    def label_scores(self, batch, labels):
+        """log p(label | image) per image and label: one encoder pass for the batch, then every (image, label)
+        pair in one decoder batch (row i * len(labels) + j: image i, label j)."""
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
         padded, mask = self.label_batch(labels)
-        encoded = self.encode([query._replace(prompt=None)], None)  # the caption task's prompt
-        encoder = self.model(**encoded, decoder_input_ids=padded[:1, :1]).encoder_last_hidden_state
+        encoded = self.encode([query._replace(prompt=None) for query in batch], None)  # the caption task's prompt
+        start = padded[:1, :1].expand(len(batch), -1)
+        encoder = self.model(**encoded, decoder_input_ids=start).encoder_last_hidden_state
+        padded, mask = padded.repeat(len(batch), 1), mask.repeat(len(batch), 1)
         logits = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoder.expand(len(labels), -1, -1)),
-            attention_mask=encoded["attention_mask"].expand(len(labels), -1),
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoder.repeat_interleave(len(labels), dim=0)),
+            attention_mask=encoded["attention_mask"].repeat_interleave(len(labels), dim=0),
             decoder_input_ids=padded[:, :-1], decoder_attention_mask=mask,
         ).logits
-        return vlm.sequence_logprobs(logits, padded[:, 1:], mask).cpu().to(torch.float32)
+        scores = vlm.sequence_logprobs(logits, padded[:, 1:], mask).view(len(batch), len(labels))
+        return scores.cpu().to(torch.float32)
 
     def label_batch(self, labels):
         """Decoder inputs '<start> <s> label </s>' for every label, right-padded, and their target mask."""

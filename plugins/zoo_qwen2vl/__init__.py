@@ -127,25 +127,29 @@ class Qwen2VL(vlm.VisionLanguageModel):
 
         return "cache" if "cache" in inspect.signature(type(self.model).forward).parameters else "past_key_values"
 
-    def label_scores(self, prepared, labels):
-        """log p(label, end of turn | question): one prefill, then every label from the shared prefix."""
+    def label_scores(self, batch, labels):
+        """log p(label, end of turn | question) per input and label: one prefill for the batch (left-padded, as
+        generation is), then every label of every input from that input's share of the cache."""
         import torch
 
-        encoded = self.encode([prepared], None)
+        encoded = self.encode(batch, None)
         ids, mask = self.label_batch(labels)
-        prefix, width = encoded["input_ids"].shape[1], ids.shape[1]
-        out = self.model(**encoded, use_cache=True)
+        rows, prefix, width = len(batch) * len(labels), encoded["input_ids"].shape[1], ids.shape[1]
+        out = self.model(**encoded, use_cache=True, logits_to_keep=1)  # only the last position's logits are read
         cache = out["cache" if "cache" in out else "past_key_values"]  # renamed in transformers 5.24
-        cache.batch_repeat_interleave(len(labels))
-        attention = torch.cat([encoded["attention_mask"].expand(len(labels), -1), mask.long()], dim=1)
-        # Text after the image: all three M-RoPE axes advance together, offset by the prefill's delta.
+        cache.batch_repeat_interleave(len(labels))  # row i * len(labels) + j: input i, label j
+        ids, mask = ids.repeat(len(batch), 1), mask.repeat(len(batch), 1)
+        attention = torch.cat([encoded["attention_mask"].repeat_interleave(len(labels), dim=0), mask.long()], dim=1)
+        # Text after the image: all three M-RoPE axes advance together, offset by each input's prefill delta.
         steps = torch.arange(prefix, prefix + width, device=self.device)
-        positions = (steps + self.model.model.rope_deltas.view(-1, 1)).expand(3, len(labels), -1)
+        deltas = self.model.model.rope_deltas.view(-1, 1).repeat_interleave(len(labels), dim=0)
+        positions = (steps + deltas).expand(3, rows, -1)
         logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, cache_position=steps,
                             use_cache=True, **{self.cache_keyword: cache}).logits
         # The prefill's last position predicts each label's first token; the rest predict the next ones.
-        logits = torch.cat([out.logits[:, -1:].expand(len(labels), -1, -1), logits[:, :-1]], dim=1)
-        return vlm.sequence_logprobs(logits, ids, mask).cpu()
+        first = out.logits[:, -1:].repeat_interleave(len(labels), dim=0)
+        logits = torch.cat([first, logits[:, :-1]], dim=1)
+        return vlm.sequence_logprobs(logits, ids, mask).view(len(batch), len(labels)).cpu()
 
     def label_batch(self, labels):
         """Every label's tokens and end of turn, right-padded, and their mask."""
