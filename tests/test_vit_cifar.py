@@ -1,5 +1,6 @@
 """vit-cifar: the architecture, training (resume, DDP), eval, shipped weights and training outputs."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -96,11 +97,10 @@ def test_rand_augment_draws_each_images_ops_on_the_device():
 
 def test_augmentation_never_waits_for_the_gpu():
     """No operator reads the batch's values on the host (an item, a nonzero, a boolean-mask index): on a GPU each
-    one waits for the queue, so the host cannot run ahead. Run on the meta device, with such reads recorded;
-    torchvision's autocontrast has one (a boolean-mask assignment), which is why zoo writes its own."""
+    one waits for the queue, so the host cannot run ahead. Run on the meta device, with such reads recorded.
+    (torchvision's autocontrast assigns through a boolean mask, which waits up to torch 2.14, so zoo has its own.)"""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
-    from torchvision.transforms.v2 import functional as TF
 
     from zoo_vit_cifar.augment import rand_augment, random_crop, random_flip
 
@@ -121,9 +121,9 @@ def test_augmentation_never_waits_for_the_gpu():
     with HostReads() as reads:
         rand_augment(random_flip(random_crop(images, None), None), 2, None)
     assert reads.found == []
-    with HostReads() as reads:
-        TF.autocontrast(images)
-    assert reads.found  # the check sees such a read
+    with HostReads() as reads, contextlib.suppress(Exception):  # the meta device cannot size the result
+        images[images > 128]  # a boolean-mask read: the check sees it
+    assert reads.found
 
 
 @pytest.mark.parametrize("kind", ["mixup", "cutmix"])
