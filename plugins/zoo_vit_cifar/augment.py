@@ -38,6 +38,7 @@ def random_flip(x, gen):
 # -- RandAugment ----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
 def magnitude(op, h, w):
     """An op's strength at torchvision's default magnitude, before its random sign (0.0 for ops without one)."""
     values = RandAugment._AUGMENTATION_SPACE[op][0](MAGNITUDE_BINS, h, w)
@@ -63,13 +64,15 @@ def inverse_affine(op, m, h, w):
 
 @functools.lru_cache(maxsize=8)
 def tables(h, w, device):
-    """Per (op, sign): the inverse affine map (op sign 2 3) and the blend weight 1 - factor (op sign)."""
+    """Per (op, sign): the inverse affine map (op sign 2 3) and the blend weight 1 - factor (op sign); per op, the
+    index of its degenerate image (BLENDS order; 0, with weight 0, for an op that is not a blend)."""
     thetas, weights = [], []
     for op in OPS:
         m = magnitude(op, h, w)
         thetas.append([inverse_affine(op, m, h, w), inverse_affine(op, -m, h, w)])
         weights.append([-m, m] if op in BLENDS else [0.0, 0.0])
-    return torch.tensor(thetas, device=device), torch.tensor(weights, device=device)
+    kinds = [BLENDS.index(op) if op in BLENDS else 0 for op in OPS]
+    return torch.tensor(thetas, device=device), torch.tensor(weights, device=device), torch.tensor(kinds, device=device)
 
 
 def warp(x, theta):
@@ -98,13 +101,10 @@ def degenerates(x):
 
 def rand_augment_layer(x, op, negative, shared):
     """One RandAugment op per image: op[i] indexes OPS, negative[i] flips its magnitude's sign; shared: tables()."""
-    thetas, weights = shared
+    thetas, weights, kinds = shared
     x = warp(x, thetas[op, negative.long()])  # the identity map for every non-geometric op
     weight = weights[op, negative.long()][:, None, None, None]  # 0 for every op that is not a blend
-    blend = torch.zeros_like(op)
-    for i, name in enumerate(BLENDS):
-        blend = torch.where(op == OPS.index(name), i, blend)
-    target = degenerates(x).gather(0, blend[None, :, None, None, None].expand(1, *x.shape))[0]
+    target = degenerates(x).gather(0, kinds[op][None, :, None, None, None].expand(1, *x.shape))[0]
     image = x.float()
     x = image.add_(target.sub_(image).mul_(weight)).clamp_(0, 255).to(x.dtype)
     for name, apply in (("Posterize", posterize), ("Solarize", solarize), ("AutoContrast", autocontrast),
