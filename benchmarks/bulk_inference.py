@@ -1,6 +1,7 @@
 """Bulk inference against the reference loops, in one run (ratios: these machines are noisy).
 
     python benchmarks/bulk_inference.py files --photos 2000            # zoo.run vs a timm inference.py-style loop
+    python benchmarks/bulk_inference.py reading --photos 2000          # the same, the network's work taken out
     python benchmarks/bulk_inference.py arrays --data-root ../shared/data   # vit-cifar vs the raw forward
     python benchmarks/bulk_inference.py memory --counts 1000 5000 20000     # peak RSS against the number of inputs
     python benchmarks/bulk_inference.py ray --photos 2000                # Ray engine vs the local engine
@@ -11,6 +12,7 @@
 deit-tiny has random weights at its real size, saved locally; photos are 640x480 JPEGs. Results go to --out.
 """
 
+import collections
 import os
 import subprocess
 import sys
@@ -49,13 +51,23 @@ def timm_loop(weights, paths, batch_size, device, workers):
     """timm's inference.py, in short: ImageDataset-like loading in a DataLoader (2 workers, as its default), timm's
     transform, bf16 autocast on CUDA (zoo's default dtype there)."""
     import timm
-    from PIL import Image
     from safetensors.torch import load_file
-    from timm.data import create_transform, resolve_data_config
 
     model = timm.create_model(TINY_ARCH).eval()
     model.load_state_dict(load_file(weights))
     model.to(device)
+    top1 = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for x in timm_batches(model, paths, batch_size, device, workers):
+            top1 += model(x).softmax(-1).topk(5).indices[:, 0].tolist()
+    return top1
+
+
+def timm_batches(model, paths, batch_size, device, workers):
+    """The photos as inference.py reads them for `model`, in batches on the device."""
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
     transform = create_transform(**resolve_data_config({}, model=model))
 
     class Files(torch.utils.data.Dataset):
@@ -67,11 +79,7 @@ def timm_loop(weights, paths, batch_size, device, workers):
 
     cuda = device.type == "cuda"
     loader = torch.utils.data.DataLoader(Files(), batch_size=batch_size, num_workers=workers or 2, pin_memory=cuda)
-    top1 = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-        for x in loader:
-            top1 += model(x.to(device, non_blocking=True)).softmax(-1).topk(5).indices[:, 0].tolist()
-    return top1
+    return (x.to(device, non_blocking=True) for x in loader)
 
 
 def files(args, folder):
@@ -94,6 +102,42 @@ def files(args, folder):
             device.type == "cuda" else None, "timm_loop_img_s": len(paths) / timm_s, "zoo_run_img_s": len(paths) / zoo_s,
             "ratio": timm_s / zoo_s, "same_top1": float(np.mean(np.asarray(ours) == np.asarray(reference))),
             "timm_loop_gpu_util_pct": timm_busy["gpu_util_pct"], "zoo_run_gpu_util_pct": zoo_busy["gpu_util_pct"]}
+
+
+def reading(args, folder):
+    """`files` with the network's work taken out, as on a GPU much faster than the decoding: zoo.run, its forward
+    giving random logits at once, against timm's loop that only reads its batches onto the device. What is left is
+    each one's reading, decoding, batching and (zoo) writing; both with the same number of decoding workers."""
+    import timm
+
+    import zoo
+
+    device, workers = device_of(args), args.workers or 2
+    paths = write_photos(folder, args.photos)
+    model = zoo.load("deit-tiny", weights=deit_weights(folder), batch_size=args.batch_size, device=str(device),
+                     workers=workers)
+    model.forward = lambda pixels, fn: torch.randn(len(pixels), len(model.labels), device=device)
+    model.collate, collating = timed_calls(model.collate)
+    _, timm_s = timed(lambda: collections.deque(timm_batches(timm.create_model(TINY_ARCH), paths, args.batch_size,
+                                                             device, workers), maxlen=0))
+    summary, zoo_s = timed(lambda: zoo.run(model, folder, task="classify", out=folder / "preds.parquet",
+                                           progress=False))
+    return {"photos": len(paths), "zoo_done": summary.done, "device": str(device), "workers": workers,
+            "timm_reading_img_s": len(paths) / timm_s, "zoo_run_img_s": len(paths) / zoo_s, "ratio": timm_s / zoo_s,
+            "zoo_collate_ms": {"median": 1000 * float(np.median(collating)), "max": 1000 * max(collating)}}
+
+
+def timed_calls(fn):
+    """fn, timing each call into the list returned beside it."""
+    seconds = []
+
+    def timed_fn(*args):
+        started = time.perf_counter()
+        result = fn(*args)
+        seconds.append(time.perf_counter() - started)
+        return result
+
+    return timed_fn, seconds
 
 
 def arrays(args, folder):
@@ -262,11 +306,12 @@ def resume(args, folder):
 
 def main():
     options = parser(__doc__)
-    options.add_argument("which", choices=["files", "arrays", "memory", "ray", "closing", "listing", "resume"])
+    options.add_argument("which", choices=["files", "reading", "arrays", "memory", "ray", "closing", "listing", "resume"])
     options.add_argument("--photos", type=int, default=2000)
     options.add_argument("--batch-size", type=int, default=32)
     options.add_argument("--workers", type=int, default=None,
-                         help="'files': decoding workers of both loops [timm's loop 2, as inference.py; zoo 4]")
+                         help="decoding workers of both loops ['files': timm's loop 2, as inference.py, zoo 4; "
+                              "'reading': 2 each]")
     options.add_argument("--data-root", default="../shared/data")
     options.add_argument("--counts", type=int, nargs="+", default=[1000, 5000, 20000])
     options.add_argument("--concurrency", type=int, default=2)
@@ -276,7 +321,7 @@ def main():
     options.add_argument("--lines", type=int, default=1_000_000, help="Paths in the list and manifests of 'listing'.")
     args = options.parse_args()
     folder = scratch_folder("zoo-bulk-")
-    scenarios = {"files": files, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing,
+    scenarios = {"files": files, "reading": reading, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing,
                  "listing": listing, "resume": resume}
     result = scenarios[args.which](args, folder)
     report({"benchmark": f"bulk_inference {args.which}", "torch_threads": torch.get_num_threads(),

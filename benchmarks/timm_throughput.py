@@ -25,7 +25,7 @@ def repeated(fn, repeats):
 
 
 def zoo_forward(model, pixels):
-    """zoo's work on a batch already decoded and resized: normalise on the device, forward, logits to the CPU."""
+    """zoo's work on a batch already decoded and resized: normalise on the device, forward (logits stay there)."""
     with torch.inference_mode():
         return model.forward(pixels, model.module)
 

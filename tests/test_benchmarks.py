@@ -36,6 +36,7 @@ CASES = {
                                                                                          "backward", "optimizer"]),
     **{f"bulk-{which}": (["bulk_inference.py", which, *args], check) for which, args, check in [
         ("files", ["--photos", "8", "--batch-size", "4", "--repeats", "1"], lambda r: r["same_top1"] == 1.0),
+        ("reading", ["--photos", "8", "--batch-size", "4"], lambda r: r["zoo_done"] == 8),
         ("arrays", ["--data-root", "{data}", "--repeats", "1"], lambda r: r["same_top1"] == 1.0),
         ("memory", ["--counts", "4", "8"], lambda r: [row["done"] for row in r["rows"]] == [4, 8]),
         ("ray", ["--photos", "8", "--batch-size", "4", "--repeats", "1"], lambda r: r["ratio"] > 0),

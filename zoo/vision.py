@@ -42,7 +42,16 @@ def eval_transform(pre: Preprocess):
     resize = functools.partial(resize_for_crop, mode=pre.crop_mode, scale=scale,
                                interpolation=T.InterpolationMode(pre.interpolation))
     fill = tuple(round(255 * m) for m in pre.mean) if pre.crop_mode == "border" else 0
-    return T.Compose([resize, functools.partial(crop_or_pad, size=size, fill=fill), T.PILToTensor()])
+    return T.Compose([resize, functools.partial(crop_or_pad, size=size, fill=fill), chw_tensor])
+
+
+def chw_tensor(image):
+    """An RGB image as a contiguous uint8 CHW tensor. The transposition runs here, in the decoding threads, so the
+    batch is a plain copy on the model's thread; numpy, not torch, so no decoding thread starts torch's thread pool."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(image).transpose(2, 0, 1).copy())
 
 
 def resized_size(mode, height, width, scale):
@@ -119,16 +128,23 @@ class ImageModel(Model):
         return self._transform(super().prepare(item))
 
     def collate(self, prepared):
+        """One uint8 batch, on CUDA in pinned memory (its copy to the GPU overlaps compute). numpy copies it: torch's
+        parallel copy waits for its slowest thread, and while the decoding threads keep every core busy, one copy
+        took 0.1 to 2 s instead of 0.03 s (2 cores)."""
+        import numpy as np
         import torch
 
-        batch = torch.stack(prepared)
-        return batch.pin_memory() if self.device.type == "cuda" else batch  # lets the copy overlap compute
+        batch = torch.empty((len(prepared), *prepared[0].shape), dtype=torch.uint8,
+                            pin_memory=self.device.type == "cuda")
+        np.stack([item.numpy() for item in prepared], out=batch.numpy())
+        return batch
 
     def classify_batch(self, pixels, options):
-        return self.label_predictions(self.forward(pixels, self.module), options)
+        return self.label_predictions(self.forward(pixels, self.module), options)  # top-k on the device
 
     def embed_batch(self, pixels, options):
-        return self.forward(pixels, lambda x: self.features(x, patch_tokens=options.patch_tokens))
+        # contiguous: a pooled row is often a view into the whole token tensor, which it would keep alive
+        return self.forward(pixels, lambda x: self.features(x, patch_tokens=options.patch_tokens)).cpu().contiguous()
 
     def features(self, x, *, patch_tokens=False):
         """Pooled features (the model's own pooling), or patch tokens without prefix tokens."""
@@ -140,12 +156,11 @@ class ImageModel(Model):
         return tokens.mean(dim=tuple(range(1, tokens.ndim - 1))) if tokens.ndim > 2 else tokens
 
     def forward(self, pixels, fn):
-        """fn over a uint8 NCHW batch, normalised on the device; float32 results on the CPU."""
+        """fn over a uint8 NCHW batch, normalised on the device; float32 results, on the device."""
         import torch
 
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
-            # contiguous: a pooled row is often a view into the whole token tensor, which it would keep alive
-            return fn(self.normalise(pixels)).float().cpu().contiguous()
+            return fn(self.normalise(pixels)).float()
 
     def normalise(self, pixels):
         """uint8 NCHW (any device) -> normalised float on the model's device."""
