@@ -306,7 +306,8 @@ def resume(args, folder):
 
 def main():
     options = parser(__doc__)
-    options.add_argument("which", choices=["files", "reading", "arrays", "memory", "ray", "closing", "listing", "resume"])
+    options.add_argument("which", choices=["files", "reading", "arrays", "memory", "ray", "closing", "listing",
+                                           "resume"])
     options.add_argument("--photos", type=int, default=2000)
     options.add_argument("--batch-size", type=int, default=32)
     options.add_argument("--workers", type=int, default=None,
@@ -321,8 +322,8 @@ def main():
     options.add_argument("--lines", type=int, default=1_000_000, help="Paths in the list and manifests of 'listing'.")
     args = options.parse_args()
     folder = scratch_folder("zoo-bulk-")
-    scenarios = {"files": files, "reading": reading, "arrays": arrays, "memory": memory, "ray": ray_engine, "closing": closing,
-                 "listing": listing, "resume": resume}
+    scenarios = {"files": files, "reading": reading, "arrays": arrays, "memory": memory, "ray": ray_engine,
+                 "closing": closing, "listing": listing, "resume": resume}
     result = scenarios[args.which](args, folder)
     report({"benchmark": f"bulk_inference {args.which}", "torch_threads": torch.get_num_threads(),
             "peak_rss_mb": peak_rss_mb(), **result}, args.out)

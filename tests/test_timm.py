@@ -109,6 +109,13 @@ def test_decoding_and_batching_run_no_torch_operator_but_the_batchs_allocation(t
     timms = create_transform(**resolve_data_config({}, model=module), normalize=False)
     assert batch.is_contiguous()
     assert torch.equal(batch, torch.stack([timms(Image.open(samples / "cat.png").convert("RGB")), timms(image)]))
+    cifar = zoo.load("vit-cifar")  # arrays at the model's input size skip PIL
+    arrays = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    arrays.flags.writeable = False
+    with Operators() as operators:
+        batch = cifar.collate([cifar.prepare(a) for a in arrays])
+    assert operators.seen == {"empty.memory_format", "lift_fresh.default", "detach.default"}
+    assert torch.equal(batch, torch.from_numpy(arrays.copy()).permute(0, 3, 1, 2))
 
 
 @pytest.mark.parametrize("crop_mode", CROP_MODES)

@@ -46,8 +46,9 @@ def eval_transform(pre: Preprocess):
 
 
 def chw_tensor(image):
-    """An RGB image as a contiguous uint8 CHW tensor. The transposition runs here, in the decoding threads, so the
-    batch is a plain copy on the model's thread; numpy, not torch, so no decoding thread starts torch's thread pool."""
+    """An RGB image (PIL, or an HWC uint8 array) as a contiguous uint8 CHW tensor of its own. The transposition runs
+    here, in the decoding threads, so the batch is a plain copy on the model's thread; numpy, not torch, so no
+    decoding thread starts torch's thread pool."""
     import numpy as np
     import torch
 
@@ -122,9 +123,7 @@ class ImageModel(Model):
     def prepare(self, item):
         if self._native and type(item).__module__ == "numpy" and item.dtype.char == "B" and \
                 item.ndim == 3 and item.shape[2] == 3 and tuple(item.shape[:2]) == tuple(self._native):
-            import torch
-
-            return torch.from_numpy(item if item.flags.writeable else item.copy()).permute(2, 0, 1)
+            return chw_tensor(item)
         return self._transform(super().prepare(item))
 
     def collate(self, prepared):
