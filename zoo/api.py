@@ -7,7 +7,7 @@ from .errors import BadInput, require
 from .inputs import max_pixels
 from .options import from_signature, given, validate
 from .registry import register, registry
-from .runtime import make_runtime
+from .runtime import make_runtime, older_torch_than
 from .weights import resolve
 
 
@@ -29,19 +29,23 @@ def load(name, *, weights=None, device=None, dtype=None, batch_size=None, compil
                            device_map=device_map, max_memory=max_memory, workers=workers)
     for module, extra in getattr(loader, "requires", {}).items():  # named before gigabytes of weights download
         require(module, extra)
-    check_placement(record, loader, attention, device_map)
+    check_runtime_fits(record, loader, runtime)
     return loader.load(record, resolve(record, weights), runtime, options)
 
 
-def check_placement(record, loader, attention, device_map):
+def check_runtime_fits(record, loader, runtime):
     """Runtime options a model family may not take are refused before any weights load, never ignored."""
     choices = getattr(loader, "attentions", ())
-    if attention is not None and attention not in choices:
-        raise BadInput(f"{record.name} runs attention with {' or '.join(choices) or 'its own code'}, not {attention}: "
-                       "leave attention out.")
-    if device_map is not None and not getattr(loader, "places_layers", False):
+    if runtime.attention is not None and runtime.attention not in choices:
+        raise BadInput(f"{record.name} runs attention with {' or '.join(choices) or 'its own code'}, not "
+                       f"{runtime.attention}: leave attention out.")
+    if runtime.device_map is not None and not getattr(loader, "places_layers", False):
         raise BadInput(f"{record.name} runs on one device: device_map splits transformers models (Florence-2, "
                        "Qwen2-VL) over devices; use device= instead.")
+    oldest = getattr(loader, "compile_needs_torch", None)
+    if runtime.compile and oldest and (installed := older_torch_than(oldest)):
+        raise BadInput(f"{record.name}: compile=True needs torch >= {'.'.join(map(str, oldest))}, whose compiler "
+                       f"traces its generation (this is torch {installed}): upgrade torch, or leave compile off.")
 
 
 RUNTIME_OPTIONS = ("weights", "device", "dtype", "batch_size", "compile", "attention", "device_map", "max_memory",

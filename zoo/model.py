@@ -126,6 +126,7 @@ class Model:
     attention = None  # the attention implementation in use, when known
     attentions = ()  # those zoo.load(attention=...) may ask for; none: the model cannot switch
     places_layers = False  # takes device_map/max_memory: transformers places (and offloads) its layers
+    compile_needs_torch = None  # (major, minor): the oldest torch whose compiler traces it, where torch 2.4's cannot
     requires = {}  # Python package -> the zoo extra that installs it, checked before weights are fetched
 
     def __init__(self, record, runtime=None, *, weights_path=None):

@@ -6,6 +6,7 @@ media), `encode` (a batch -> processor tensors), `decode` (generated ids -> text
 its describe/detect batch methods.
 """
 
+import logging
 from typing import Any, NamedTuple
 
 from .config import home
@@ -60,6 +61,13 @@ def check_folder(record, weights):
         raise MissingWeights(f"{record.name}: {weights} has no {lacking}; pass the folder save_pretrained wrote.")
 
 
+def not_the_fast_default_notice(record):
+    """transformers 5.0 tells every process that a checkpoint saved with a slow image processor now gets the fast
+    one. zoo loads the processor as the model cards do, so that default is the official path and not the user's to
+    act on; later releases choose the same without a word."""
+    return "is now loaded as a fast processor by default" not in record.getMessage()
+
+
 def load_pretrained(model_class, processor_class, record, weights, runtime):
     """(model, processor, attention) from a save_pretrained folder; safetensors only, no network."""
     check_folder(record, weights)
@@ -72,6 +80,7 @@ def load_pretrained(model_class, processor_class, record, weights, runtime):
                      "offload_folder": str(home() / "offload" / record.name)}
     model = model_class.from_pretrained(weights, dtype=runtime.dtype, attn_implementation=attention,
                                         use_safetensors=True, local_files_only=True, **placement)
+    logging.getLogger("transformers.models.auto.image_processing_auto").addFilter(not_the_fast_default_notice)
     processor = processor_class.from_pretrained(weights, local_files_only=True)
     return model.eval(), processor, attention
 

@@ -36,6 +36,7 @@ class Qwen2VL(vlm.VisionLanguageModel):
     reads_video = True
     requires = {**vlm.VisionLanguageModel.requires, "qwen_vl_utils": "vlm"}
     card_generation = {"max_new_tokens": 128}  # the model card's generate call
+    compile_needs_torch = (2, 5)  # torch 2.4's dynamo stops at a dict in the config (rope_parameters, transformers 5.0)
 
     def __init__(self, record, runtime, model, processor, *, attention, options=Options(), weights_path=None):
         super().__init__(record, runtime, model, processor, attention=attention, weights_path=weights_path)
