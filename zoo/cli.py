@@ -13,6 +13,7 @@ from .config import truthy
 from .errors import BadInput, ZooError, require
 from .files import as_path, check_writable
 from .records import TASKS
+from .runtime import ATTENTION
 from .streaming import Failed
 from .tables import PAGE_SECONDS, table, table_lines, visible
 
@@ -160,9 +161,16 @@ batch_size_option = click.option("--batch-size", type=POSITIVE, default=None, he
 
 
 def load_options(f):
-    """The options of every command that loads a model: where it runs, its weights, its model options."""
+    """The options of every command that loads a model: zoo.load's runtime options, its weights, its model options."""
     f = click.option("-o", "--option", "model_options", multiple=True, metavar="KEY=VALUE",
                      help="A model option (repeatable); 'zoo info NAME' and the plugin docs list them.")(f)
+    f = click.option("--device-map", default=None,
+                     help="auto or cpu: transformers places (and offloads) the layers of Florence-2, Qwen2-VL.")(f)
+    f = click.option("--attention", type=click.Choice(ATTENTION), default=None, metavar="NAME",
+                     help=f"{', '.join(ATTENTION)}: where the model can switch [the best it has].")(f)
+    f = click.option("--workers", type=POSITIVE, default=None, help="Threads decoding the inputs [4].")(f)
+    f = click.option("--compile", is_flag=True,
+                     help="torch.compile the network (transformers models: compiled generation, a static cache).")(f)
     f = batch_size_option(f)
     f = click.option("--weights", type=PATH, default=None, help="Local weights file or folder.")(f)
     return device_option(dtype_option(f))
