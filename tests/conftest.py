@@ -12,6 +12,9 @@ os.environ["HF_HOME"] = os.path.join(RUN_DIR, "hf")
 os.environ["MPLCONFIGDIR"] = os.path.join(RUN_DIR, "matplotlib")
 os.environ["XDG_CACHE_HOME"] = os.path.join(RUN_DIR, "cache")
 os.environ["RAY_TMPDIR"] = os.path.join(RUN_DIR, "ray")  # a local Ray cluster's session logs and sockets
+# torch.compile's kernels: one cache for the run, so the tests (and their subprocesses) that compile the same network
+# build it once, and never from an earlier run's cache.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(RUN_DIR, "inductor")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
