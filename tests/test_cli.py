@@ -383,7 +383,7 @@ def test_a_bulk_run_replaces_results_only_with_force(samples, tmp_path):
     assert result.exit_code == 1 and "--force applies to a bulk run into a file: add --out" in result.stderr
 
 
-def test_zoo_loads_runtime_options_are_the_clis_too(samples, florence2_tiny, monkeypatch):
+def test_the_runtime_options_of_zoo_load_are_the_clis_too(samples, florence2_tiny, monkeypatch):
     """--compile, --workers, --attention and --device-map reach zoo.load, which refuses what a model cannot take."""
     from zoo import api
 
@@ -394,8 +394,8 @@ def test_zoo_loads_runtime_options_are_the_clis_too(samples, florence2_tiny, mon
         return calls[-1][1]
 
     monkeypatch.setattr(api, "load", spy)
-    result = zoo_cli("describe", "florence-2-base", samples / "cat.png", "--weights", florence2_tiny, "--max-new-tokens",
-                     2, "--compile", "--workers", 1, "--attention", "eager", "--device-map", "auto")
+    result = zoo_cli("describe", "florence-2-base", samples / "cat.png", "--weights", florence2_tiny,
+                     "--max-new-tokens", 2, "--compile", "--workers", 1, "--attention", "eager", "--device-map", "auto")
     assert result.exit_code == 0, result.output
     [(given, model)] = calls
     assert given["device_map"] == "auto" and given["compile"] is True

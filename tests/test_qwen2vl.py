@@ -147,7 +147,7 @@ def test_static_cache_decodes_the_same_tokens(tiny, model, samples):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(older_torch_than((2, 5))), reason="the next test: compile=True needs torch 2.5 for Qwen2-VL")
+@pytest.mark.skipif(bool(older_torch_than((2, 5))), reason="compile=True needs torch 2.5 (the next test: its refusal)")
 def test_compile_lets_generate_compile_the_decoding_step_only(tiny, model, samples):
     """compile=True is transformers' compiled generation: a static cache, the decoding step compiled by generate
     (which does so on accelerators; forced here on the CPU), the prefill eager. zoo used to compile the whole
