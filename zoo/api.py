@@ -7,7 +7,7 @@ from .errors import BadInput, require
 from .inputs import max_pixels
 from .options import from_signature, given, validate
 from .registry import register, registry
-from .runtime import make_runtime, older_torch_than
+from .runtime import make_runtime, torch_release
 from .weights import resolve
 
 
@@ -43,9 +43,10 @@ def check_runtime_fits(record, loader, runtime):
         raise BadInput(f"{record.name} runs on one device: device_map splits transformers models (Florence-2, "
                        "Qwen2-VL) over devices; use device= instead.")
     oldest = getattr(loader, "compile_needs_torch", None)
-    if runtime.compile and oldest and (installed := older_torch_than(oldest)):
+    if runtime.compile and oldest and (installed := torch_release()) < oldest:
         raise BadInput(f"{record.name}: compile=True needs torch >= {'.'.join(map(str, oldest))}, whose compiler "
-                       f"traces its generation (this is torch {installed}): upgrade torch, or leave compile off.")
+                       f"traces its generation (this is torch {'.'.join(map(str, installed))}): upgrade torch, or leave "
+                       "compile off.")
 
 
 RUNTIME_OPTIONS = ("weights", "device", "dtype", "batch_size", "compile", "attention", "device_map", "max_memory",

@@ -75,12 +75,11 @@ def make_runtime(*, device=None, dtype=None, batch_size=None, compile=False, att
     return Runtime(device, dtype, batch_size, compile, attention, device_map, workers or 4, max_memory)
 
 
-def older_torch_than(release):
-    """The installed torch's version when it is older than `release` (major, minor), else None."""
+def torch_release():
+    """(major, minor) of the installed torch."""
     import torch
 
-    installed = torch.__version__
-    return installed if tuple(int(part) for part in installed.split("+")[0].split(".")[:2]) < release else None
+    return tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def has_flash_attn():
