@@ -218,7 +218,7 @@ from zoo.outputs import Writer
 from common import peak_rss_mb
 out, count, dim = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 vector = np.random.default_rng(0).standard_normal(dim, dtype=np.float32).tolist()
-with Writer(out, "embed") as writer:
+with Writer(out, "embed", "m") as writer:
     for start in range(0, count, 256):
         writer.write([{"input": f"photos/{i:08d}.jpg", "task": "embed", "model": "m", "frame_time": None,
                        "embedding": vector, "error": None} for i in range(start, min(start + 256, count))])
@@ -273,7 +273,7 @@ import pyarrow.parquet as pq
 from zoo.outputs import Writer
 from common import peak_rss_mb
 out, how = sys.argv[1], sys.argv[2]
-with Writer(out, "classify", resume=True) as writer:
+with Writer(out, "classify", "m", resume=True) as writer:
     pq.read_table(writer.part_files()[0], columns=["input"])  # the reader's one-off start-up (about 50 MB) is not the names' cost
     before = peak_rss_mb()
     if how == "keyset":
@@ -292,7 +292,7 @@ def resume(args, folder):
     from zoo.outputs import Writer
 
     out = folder / "preds.parquet"
-    with Writer(out, "classify") as writer:  # killed before close: only the parts are there
+    with Writer(out, "classify", "m") as writer:  # killed before close: only the parts are there
         for start in range(0, args.names, CHUNK_ROWS):
             writer.write([{"input": f"/data/train/class_{i % 1000:04d}/image_{i:08d}.jpg", "task": "classify",
                            "model": "m", "frame_time": None, "predictions": [], "error": None}

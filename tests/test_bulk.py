@@ -310,8 +310,8 @@ def test_resume_of_a_finished_file_appends_new_inputs(photos, tmp_path, monkeypa
     summary = zoo.run("vit-cifar", photos, task=task, out=out, resume=True, recursive=True)
     assert (summary.skipped, summary.done) == (9, 2)
     zoo.run("vit-cifar", photos, task=task, out=whole, recursive=True)
-    resumed, uninterrupted = (sorted((r for c in outputs.read_chunks(f, task) for r in c), key=lambda r: r["input"])
-                              for f in (out, whole))
+    resumed, uninterrupted = (sorted((r for c in outputs.read_chunks(f, task, "vit-cifar") for r in c),
+                                     key=lambda r: r["input"]) for f in (out, whole))
     if task == "classify":
         assert same_rows(resumed, uninterrupted)
     else:
@@ -618,14 +618,17 @@ def test_the_ray_engine_names_a_damaged_part_when_resuming(tmp_path, samples):
             zoo.run("vit-cifar", samples, task="classify", out=tmp_path / name, engine="ray", resume=True)
     from zoo.ray_engine import counts, done_inputs, output_files, written
 
-    (tmp_path / "preds.csv" / "a.csv").write_text("input,frame_time,error\n001.png,,\nclip.mp4#t=0.500,0.5,bad\n")
+    (tmp_path / "preds.csv" / "a.csv").write_text("input,model,frame_time,error\n001.png,m,,\n"
+                                                  "clip.mp4#t=0.500,m,0.5,bad\n")
     (tmp_path / "preds.csv" / "b.csv").write_text("")  # a write cut short
     files = output_files(tmp_path / "preds.csv")
     assert [t.to_pylist() for t in written(files)] == [
-        [{"input": "001.png", "frame_time": None, "error": None},
-         {"input": "clip.mp4#t=0.500", "frame_time": 0.5, "error": "bad"}]]
-    done = done_inputs(files)  # a video is done once any of its frames is
+        [{"input": "001.png", "model": "m", "frame_time": None, "error": None},
+         {"input": "clip.mp4#t=0.500", "model": "m", "frame_time": 0.5, "error": "bad"}]]
+    done = done_inputs(files, tmp_path / "preds.csv", "m")  # a video is done once any of its frames is
     assert len(done) == 2 and "001.png" in done and "clip.mp4" in done and "clip.mp4#t=0.500" not in done
+    with pytest.raises(zoo.ZooError, match=r"preds.csv holds results of m, not vit-cifar. Resume with m, choose"):
+        done_inputs(files, tmp_path / "preds.csv", "vit-cifar")
     assert counts(files) == (2, 1) and counts([]) == (0, 0) and output_files(tmp_path / "none.csv") == []
 
 
@@ -674,14 +677,14 @@ def test_one_run_at_a_time_writes_an_output(tmp_path, samples, monkeypatch):
     from zoo.outputs import Writer
 
     out = tmp_path / "p.jsonl"
-    with Writer(out, "classify"):  # a run in progress, as another process would hold it
+    with Writer(out, "classify", "vit-cifar"):  # a run in progress, as another process would hold it
         with pytest.raises(zoo.ZooError, match="Another run is writing .*p.jsonl now"):
             zoo.run("vit-cifar", samples, task="classify", out=out)
     assert zoo.run("vit-cifar", samples, task="classify", out=out).done == 10  # and afterwards it can
     monkeypatch.setattr(bulk, "make_row", lambda *a: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # a run that breaks half-way lets go of the output
         zoo.run("vit-cifar", samples, task="classify", out=out, force=True)
-    with Writer(out, "classify", resume=True):
+    with Writer(out, "classify", "vit-cifar", resume=True):
         pass
 
 
@@ -714,14 +717,33 @@ def test_results_already_written_are_replaced_only_when_asked(tmp_path, samples,
     assert len(list((tmp_path / "killed.jsonl.parts").glob("part-*.parquet"))) == 2
 
 
+@pytest.mark.parametrize("killed", [False, True])
+def test_resume_refuses_the_results_of_another_model_and_keeps_them(tmp_path, samples, killed):
+    """Resuming appends: another model's rows and this one's would make one output of two models' results."""
+    from zoo.outputs import Writer
+
+    out = tmp_path / "p.jsonl"
+    with Writer(out, "classify", "deit-tiny") as writer:
+        writer.write([{"input": str(samples / "cat.png"), "task": "classify", "model": "deit-tiny", "frame_time": None,
+                       "predictions": [], "error": None}])
+        if not killed:
+            writer.close()
+    kept = sorted((p.name, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    where = "p.jsonl.parts" if killed else "p.jsonl"
+    with pytest.raises(zoo.ZooError, match=f"--resume: .*{where} holds results of deit-tiny, not vit-cifar. Resume "
+                                           "with deit-tiny, choose another --out"):
+        zoo.run("vit-cifar", samples, task="classify", out=out, resume=True)
+    assert sorted((p.name, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()) == kept
+
+
 def test_resuming_a_csv_keeps_texts_that_look_like_json(tmp_path, photos):
     from zoo.outputs import Writer
 
-    with Writer(tmp_path / "t.csv", "describe") as writer:
+    with Writer(tmp_path / "t.csv", "describe", "m") as writer:
         writer.write([{"input": "a", "task": "describe", "model": "m", "frame_time": None, "text": "[a cat] {on} a mat",
                        "error": None}])
         writer.close()
-    with Writer(tmp_path / "t.csv", "describe", resume=True) as resumed:
+    with Writer(tmp_path / "t.csv", "describe", "m", resume=True) as resumed:
         done = resumed.done()
         assert "a" in done and len(done) == 1
         resumed.close()

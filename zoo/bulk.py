@@ -70,7 +70,7 @@ def run(model, inputs, *, task, out, resume=False, force=False, options=None, re
 
 def run_local(model, inputs, *, task, out, resume, options, sources, progress):
     model.call_options(task, options)  # a bad option fails before anything is read or written
-    with Writer(out, task, resume=resume) as writer:
+    with Writer(out, task, model.name, resume=resume) as writer:
         summary, started = Summary(out=str(out)), time.perf_counter()
         write_rows(model, task, sources, inputs, options, writer, summary, progress)
         writer.close()

@@ -65,15 +65,15 @@ def check_fresh(path, *, resume, force):
 
 
 class Writer:
-    """Rows into OUT.parts/ chunk by chunk, then OUT. Used as a context manager, which holds OUT's lock: one run
-    at a time writes OUT, a second is refused."""
+    """`model`'s rows into OUT.parts/ chunk by chunk, then OUT. Used as a context manager, which holds OUT's lock:
+    one run at a time writes OUT, a second is refused."""
 
-    def __init__(self, path, task, *, resume=False):
+    def __init__(self, path, task, model, *, resume=False):
         from filelock import FileLock
 
         from .files import check_writable
 
-        self.path, self.task, self.resume = check_out(path, task), task, resume
+        self.path, self.task, self.model, self.resume = check_out(path, task), task, model, resume
         self.parts = self.path.with_name(self.path.name + ".parts")
         check_writable(self.path)  # and so its parts folder beside it
         self.lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
@@ -100,7 +100,7 @@ class Writer:
         """A finished output's rows become the parts this run appends to; a file that is not zoo's results
         leaves no parts behind (they would replace it)."""
         try:
-            for rows in read_chunks(self.path, self.task):
+            for rows in read_chunks(self.path, self.task, self.model):
                 self.write(rows)
         except BaseException:
             shutil.rmtree(self.parts, ignore_errors=True)
@@ -111,12 +111,17 @@ class Writer:
 
     def done(self):
         """The inputs already written (by earlier runs that --resume continues), read a part at a time."""
-        import pyarrow.parquet as pq
-
         from .keyset import KeySet
 
-        return KeySet(key for part in self.part_files()
-                      for key in pq.read_table(part, columns=["input"]).column(0).to_pylist())
+        return KeySet(self.written_inputs())
+
+    def written_inputs(self):
+        import pyarrow.parquet as pq
+
+        for part in self.part_files():
+            table = pq.read_table(part, columns=["input", "model"])
+            check_model(self.parts, table.column("model").unique().to_pylist(), self.model)
+            yield from table.column("input").to_pylist()
 
     def part_files(self):
         return sorted(self.parts.glob("part-*.parquet")) if self.parts.exists() else []
@@ -285,12 +290,12 @@ WRITE = {".jsonl": write_jsonl, ".csv": write_csv, ".parquet": write_parquet, ".
 RESUME_ROWS = 4096  # rows of a finished output turned into a part at a time, when a run resumes it
 
 
-def read_chunks(path, task):
+def read_chunks(path, task, model):
     """The rows of a finished output in lists of RESUME_ROWS, to resume it (embedding files keep only their
-    index and vectors); a file that is not zoo's `task` results is one line."""
+    index and vectors); a file that is not zoo's `task` results of `model` is one line."""
     try:
         for chunk in _read_chunks(path, task):
-            yield [resumed_row(path, row, task) for row in chunk]
+            yield [resumed_row(path, row, task, model) for row in chunk]
     except ZooError:
         raise
     except Exception as e:  # json, csv, pyarrow, numpy and safetensors each fail their own way
@@ -299,7 +304,7 @@ def read_chunks(path, task):
                        "Choose another --out, or leave out --resume to replace it.") from None
 
 
-def resumed_row(path, row, task):
+def resumed_row(path, row, task, model):
     other = row.get("task") if isinstance(row, dict) else None
     if other in TASKS and other != task:
         raise ZooError(f"--resume: {path} holds {other} results, not {task}. Choose another --out, or leave out "
@@ -307,7 +312,17 @@ def resumed_row(path, row, task):
     if not (isinstance(row, dict) and isinstance(row.get("input"), str) and row.get("task") == task):
         raise ZooError(f"--resume: {path} holds a row that is not one of zoo's {task} results ({str(row)[:80]}). "
                        "Choose another --out, or leave out --resume to replace it.")
+    check_model(path, [row.get("model")], model)
     return row
+
+
+def check_model(path, models, model):
+    """Rows of another model in what --resume appends to would make one output of two models' results; rows that
+    name no model (written by hand) pass."""
+    other = next((m for m in models if m not in (None, model)), None)
+    if other is not None:
+        raise ZooError(f"--resume: {path} holds results of {other}, not {model}. Resume with {other}, choose another "
+                       "--out, or leave out --resume to replace it.")
 
 
 def _read_chunks(path, task):

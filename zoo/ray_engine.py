@@ -128,7 +128,7 @@ def run_ray(name, inputs, *, task, out, resume, force, options, reading, address
     check_fresh(out, resume=resume, force=force)
     sources = sources_for(registry().loader_for(record).reads_video, **reading)
     earlier = output_files(out) if resume else []  # read once: what to skip; this run counts only its own files
-    done = done_inputs(earlier)
+    done = done_inputs(earlier, out, record.name)
     chunks = file_chunks(dataclasses.replace(sources, whole_videos=True).items(inputs))  # workers split videos
     first = next(chunks, [])  # an image in memory among the first inputs is refused before Ray starts
     start(ray, address)
@@ -223,15 +223,16 @@ def output_files(out):
 
 
 def written(files):
-    """The input, frame_time and error columns of each of a ray run's files, a file at a time."""
+    """The input, model, frame_time and error columns of each of a ray run's files, a file at a time."""
     import pyarrow as pa
 
-    columns = pa.schema([("input", pa.string()), ("frame_time", pa.float64()), ("error", pa.string())])
+    columns = pa.schema([("input", pa.string()), ("model", pa.string()), ("frame_time", pa.float64()),
+                         ("error", pa.string())])
     return (read_part(path, columns) for path in files)
 
 
 def read_part(path, columns):
-    """One file's input, frame_time and error columns; a damaged file is one line (its inputs would run again)."""
+    """One file's columns of `columns`; a damaged file is one line (its inputs would run again)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -240,7 +241,7 @@ def read_part(path, columns):
         if path.suffix == ".parquet":
             return pq.read_table(path, columns=columns.names).cast(columns)
         frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".json" else \
-            pd.read_csv(path, dtype={"input": str, "error": str})
+            pd.read_csv(path, dtype={"input": str, "model": str, "error": str})
         frame = frame[columns.names].astype(object)
         return pa.Table.from_pandas(frame.where(frame.notna(), None), schema=columns, preserve_index=False)
     except Exception as e:  # pandas and pyarrow each fail their own way
@@ -248,12 +249,20 @@ def read_part(path, columns):
                        "remove it (its inputs run again) or choose another --out.") from None
 
 
-def done_inputs(files):
-    """The files and URLs with a row in `files`: a video frame's row names its video and time (clip.mp4#t=0.5)."""
+def done_inputs(files, out, model):
+    """The files and URLs with a row in `files`, all of `model` (see check_model): a video frame's row names its
+    video and time (clip.mp4#t=0.5)."""
     from .keyset import KeySet
+    from .outputs import check_model
 
-    return KeySet(key.rpartition("#t=")[0] if time is not None else key for table in written(files)
-                  for key, time in zip(table.column("input").to_pylist(), table.column("frame_time").to_pylist()))
+    def keys():
+        for table in written(files):
+            check_model(out, table.column("model").unique().to_pylist(), model)
+            times = table.column("frame_time").to_pylist()
+            yield from (key.rpartition("#t=")[0] if time is not None else key
+                        for key, time in zip(table.column("input").to_pylist(), times))
+
+    return KeySet(keys())
 
 
 def counts(files):
