@@ -718,8 +718,9 @@ def test_results_already_written_are_replaced_only_when_asked(tmp_path, samples,
 
 
 @pytest.mark.parametrize("killed", [False, True])
-def test_resume_refuses_the_results_of_another_model_and_keeps_them(tmp_path, samples, killed):
-    """Resuming appends: another model's rows and this one's would make one output of two models' results."""
+def test_resume_refuses_the_results_of_another_model_and_keeps_them(tmp_path, samples, monkeypatch, killed):
+    """Resuming appends: another model's rows and this one's would make one output of two models' results. The
+    refusal comes before the model loads (a VLM takes a minute)."""
     from zoo.outputs import Writer
 
     out = tmp_path / "p.jsonl"
@@ -730,6 +731,7 @@ def test_resume_refuses_the_results_of_another_model_and_keeps_them(tmp_path, sa
             writer.close()
     kept = sorted((p.name, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
     where = "p.jsonl.parts" if killed else "p.jsonl"
+    monkeypatch.setattr(zoo.api, "load", lambda *args, **kwargs: pytest.fail("the model loaded"))
     with pytest.raises(zoo.ZooError, match=f"--resume: .*{where} holds results of deit-tiny, not vit-cifar. Resume "
                                            "with deit-tiny, choose another --out"):
         zoo.run("vit-cifar", samples, task="classify", out=out, resume=True)

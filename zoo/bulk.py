@@ -62,6 +62,9 @@ def run(model, inputs, *, task, out, resume=False, force=False, options=None, re
     if isinstance(model, Model) and load:
         raise ZooError("load= holds zoo.load's arguments for a model name; this model is loaded already.")
     check_fresh(check_out(out, task), resume=resume, force=force)  # before a model loads
+    if resume:
+        name = model.name if isinstance(model, Model) else api.info(model).name
+        Writer(out, task, name, resume=True).check_resumable()
     sources = sources_for(False, **reading)
     model = model if isinstance(model, Model) else api.load(model, **(load or {}))
     return run_local(model, inputs, task=task, out=out, resume=resume, options=options or {},

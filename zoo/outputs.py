@@ -109,6 +109,13 @@ class Writer:
     def __exit__(self, *error):
         self.lock.release()
 
+    def check_resumable(self):
+        """Before a model loads: the first rows that --resume would append to are this task's and model's."""
+        if self.part_files():
+            next(self.written_inputs(), None)
+        elif self.path.exists():
+            next(read_chunks(self.path, self.task, self.model), None)
+
     def done(self):
         """The inputs already written (by earlier runs that --resume continues), read a part at a time."""
         from .keyset import KeySet
