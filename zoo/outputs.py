@@ -127,7 +127,7 @@ class Writer:
 
         for part in self.part_files():
             table = pq.read_table(part, columns=["input", "model"])
-            check_model(self.parts, table.column("model").unique().to_pylist(), self.model)
+            check_table_model(self.parts, table, self.model)
             yield from table.column("input").to_pylist()
 
     def part_files(self):
@@ -330,6 +330,11 @@ def check_model(path, models, model):
     if other is not None:
         raise ZooError(f"--resume: {path} holds results of {other}, not {model}. Resume with {other}, choose another "
                        "--out, or leave out --resume to replace it.")
+
+
+def check_table_model(path, table, model):
+    """check_model over an Arrow table's model column."""
+    check_model(path, table.column("model").unique().to_pylist(), model)
 
 
 def _read_chunks(path, task):

@@ -18,7 +18,7 @@ from pathlib import Path
 from .bulk import Summary, make_row
 from .errors import ZooError, require
 from .files import as_path
-from .outputs import check_fresh, csv_row, csv_schema, schema
+from .outputs import check_fresh, check_table_model, csv_row, csv_schema, schema
 from .sources import URL_PREFIXES, Item, sources_for
 from .streaming import Failed
 
@@ -253,11 +253,10 @@ def done_inputs(files, out, model):
     """The files and URLs with a row in `files`, all of `model` (see check_model): a video frame's row names its
     video and time (clip.mp4#t=0.5)."""
     from .keyset import KeySet
-    from .outputs import check_model
 
     def keys():
         for table in written(files):
-            check_model(out, table.column("model").unique().to_pylist(), model)
+            check_table_model(out, table, model)
             times = table.column("frame_time").to_pylist()
             yield from (key.rpartition("#t=")[0] if time is not None else key
                         for key, time in zip(table.column("input").to_pylist(), times))
