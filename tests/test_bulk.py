@@ -37,6 +37,18 @@ def photos(tmp_path, samples):
     return folder
 
 
+@pytest.fixture
+def ray_in_this_process(subprocess_env, monkeypatch):
+    """For a test that starts Ray in its own process: Ray's workers take the driver's zoo settings from its
+    environment, made this test's; the cluster stops with the test (one left running took the CPU from every test
+    after it, and kept the first test's settings for the next ones)."""
+    ray = pytest.importorskip("ray")
+    for key, value in subprocess_env.items():
+        monkeypatch.setenv(key, value)
+    yield
+    ray.shutdown()
+
+
 def rows(path):
     return pq.read_table(path).to_pylist() if str(path).endswith(".parquet") else \
         [json.loads(line) for line in open(path) if line.strip()]
@@ -408,7 +420,7 @@ def test_cli_bulk_commands_and_exit_codes(photos, tmp_path, samples):
 
 
 @pytest.mark.slow
-def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess_env, monkeypatch):
+def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, ray_in_this_process, monkeypatch):
     from zoo.datasets import cifar10_sample
 
     folder = tmp_path / "cifar"
@@ -417,8 +429,6 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
         Image.fromarray(image).save(folder / f"{i:03d}.png")
     (folder / "zz-broken.png").write_bytes(b"broken")
     shutil.copy(folder / "000.png", folder / os.fsdecode(b"caf\xe9.png"))  # a name that is not UTF-8 travels too
-    for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
-        monkeypatch.setenv(key, value)
     from zoo import ray_engine
 
     monkeypatch.setattr(ray_engine, "CHUNK", 64)  # the driver hands Ray the inputs in pieces, never all at once
@@ -448,8 +458,8 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, subprocess
 
 
 @pytest.mark.slow
-def test_the_ray_predictor_runs_a_zoo_model_in_a_users_own_ray_pipeline(tmp_path, samples, subprocess_env, monkeypatch):
-    ray = pytest.importorskip("ray")
+def test_the_ray_predictor_runs_a_zoo_model_in_a_users_own_ray_pipeline(tmp_path, samples, ray_in_this_process):
+    import ray
     import ray.data
 
     from zoo import ray_engine
@@ -457,8 +467,6 @@ def test_the_ray_predictor_runs_a_zoo_model_in_a_users_own_ray_pipeline(tmp_path
     folder = tmp_path / "photos"
     shutil.copytree(samples, folder)
     (folder / "zz-broken.png").write_bytes(b"not an image")
-    for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
-        monkeypatch.setenv(key, value)
     ray_engine.start(ray, None)
     expected = {p.name: r[0].label for p, r in
                 zip(sorted(samples.glob("*.png")), zoo.load("vit-cifar").classify(sorted(samples.glob("*.png"))))}
@@ -633,9 +641,7 @@ def test_the_ray_engine_names_a_damaged_part_when_resuming(tmp_path, samples):
 
 
 @pytest.mark.slow
-def test_a_resumed_ray_run_runs_and_counts_only_what_is_missing(tmp_path, samples, subprocess_env, monkeypatch):
-    for key, value in subprocess_env.items():  # Ray's workers take the driver's zoo settings from the environment
-        monkeypatch.setenv(key, value)
+def test_a_resumed_ray_run_runs_and_counts_only_what_is_missing(tmp_path, samples, ray_in_this_process):
     paths = sorted(str(p) for p in samples.glob("*.png"))
     out = tmp_path / "preds.parquet"
     first = zoo.run("vit-cifar", paths[:4], task="classify", out=out, engine="ray", concurrency=1)
