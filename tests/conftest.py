@@ -15,6 +15,10 @@ os.environ["RAY_TMPDIR"] = os.path.join(RUN_DIR, "ray")  # a local Ray cluster's
 # torch.compile's kernels: one cache for the run, so the tests (and their subprocesses) that compile the same network
 # build it once, and never from an earlier run's cache.
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(RUN_DIR, "inductor")
+# Under pytest-xdist (-n), the workers share the cores: torch's threads in each would otherwise oversubscribe them.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
