@@ -249,7 +249,7 @@ def test_cli_train_register_and_eval(cifar_root, tmp_path):
 def test_ddp_gloo_two_processes(cifar_root, tmp_path, subprocess_env):
     out = tmp_path / "ddp"
     env = {**subprocess_env, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "zoo", "train", "vit-cifar", "--data-root", str(cifar_root), "--out", str(out), "--epochs", "1",
                "--batch-size", "20", "--test-limit", "20", "--device", "cpu"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
