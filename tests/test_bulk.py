@@ -459,7 +459,6 @@ def test_the_ray_engine_equals_the_local_engine_row_for_row(tmp_path, ray_in_thi
 
 @pytest.mark.slow
 def test_the_ray_predictor_runs_a_zoo_model_in_a_users_own_ray_pipeline(tmp_path, samples, ray_in_this_process):
-    import ray
     import ray.data
 
     from zoo import ray_engine
